@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/guestflow/guestflow/internal/app"
+	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/worker"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+func newDev(g *globals) *cobra.Command {
+	var (
+		sf       simFlags
+		wf       workerFlags
+		natsAddr string
+		monitor  int
+		dataDir  string
+		demo     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run everything on one machine: NATS, the Graph/Dataverse emulator, all workers, a demo user",
+		Long: `Run the whole system with no account and nothing installed: an embedded NATS server
+with JetStream (file storage under --data-dir), the Graph/Dataverse emulator, and the
+invite, license, role and notify workers. Unless --demo=false, one demo user is
+published and its progress printed until it is onboarded. It keeps serving until
+Ctrl-C: publish more users with 'guestflow publish' or any NATS client.
+
+Without --config it uses a built-in configuration matching the emulator's seeded
+tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`,
+		Example: `  go run ./cmd/guestflow dev
+  guestflow publish --email liam.obrien@contoso.example --given-name Liam --surname "O'Brien" \
+    --usage-location IE --instance legacy`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), cmd.OutOrStdout(), g, cmd.Flags().Changed("config"), devSetup{
+				sim: &sf, workers: &wf, natsAddr: natsAddr, monitor: monitor, dataDir: dataDir, demo: demo,
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "embedded NATS listen address")
+	fl.IntVar(&monitor, "monitor-port", 8222, "embedded NATS monitoring port (0 disables)")
+	fl.StringVar(&dataDir, "data-dir", ".guestflow", "where JetStream stores the streams and the emulator's CA is written")
+	fl.BoolVar(&demo, "demo", true, "publish one demo joined event and print its progress")
+	sf.register(cmd, "graphsim-addr")
+	wf.register(cmd)
+	return cmd
+}
+
+type devSetup struct {
+	sim      *simFlags
+	workers  *workerFlags
+	natsAddr string
+	monitor  int
+	dataDir  string
+	demo     bool
+}
+
+func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s devSetup) error {
+	host, portStr, err := net.SplitHostPort(s.natsAddr)
+	if err != nil {
+		return fmt.Errorf("--nats-addr: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--nats-addr: bad port %q", portStr)
+	}
+	if err := os.MkdirAll(s.dataDir, 0o755); err != nil {
+		return err
+	}
+	ns, err := broker.Start(broker.Options{Host: host, Port: port, HTTPPort: s.monitor, StoreDir: filepath.Join(s.dataDir, "jetstream")})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	fmt.Fprintf(out, "NATS        %s (JetStream in %s)\n", ns.ClientURL(), filepath.Join(s.dataDir, "jetstream"))
+
+	sim, err := s.sim.start()
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	caFile := filepath.Join(s.dataDir, "graphsim-ca.pem")
+	if err := os.WriteFile(caFile, sim.CAPEM(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "emulator    %s (inspect: %s/_sim/users, /_sim/mail, /_sim/stats)\n", sim.URL(), sim.URL())
+
+	cfg := sim.Config()
+	cfg.Tenant.CAFile = caFile
+	creds := app.Credentials{ClientID: s.sim.clientID, ClientSecret: s.sim.clientSecret}
+	if ownConfig {
+		if cfg, err = config.Load(g.configPath, true, os.Environ()); err != nil {
+			return err
+		}
+		creds = credentialsFromEnv()
+	}
+	cfg.NATS.URL = ns.ClientURL()
+
+	nc, js, err := app.Connect(cfg.NATS.URL, "", "guestflow-dev")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := worker.EnsureStreams(ctx, js, worker.StreamOptions{}); err != nil {
+		return err
+	}
+	onboarded, err := watch(nc, out)
+	if err != nil {
+		return err
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return runWorkers(ctx, cfg, creds, app.StepNames, s.workers, g) })
+	fmt.Fprintln(out, "workers     invite, license, role, notify")
+
+	if s.demo {
+		id := uuid.NewString()
+		ev, err := events.NewJoined(id, "guestflow/dev", demoUser, time.Now())
+		if err != nil {
+			return err
+		}
+		if err := publishJoined(ctx, cfg.NATS.URL, ev); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\ndemo        %s joins instance %q (onboarding %s)\n", demoUser.Email, demoUser.Instance, id)
+		eg.Go(func() error {
+			select {
+			case <-onboarded.wait(id):
+				fmt.Fprintf(out, "\nThe demo user is onboarded. guestflow keeps serving; publish more with\n"+
+					"  go run ./cmd/guestflow publish --email someone@fabrikam.com --given-name Some --surname One --usage-location PT --instance service\n"+
+					"and press Ctrl-C to stop.\n")
+			case <-ctx.Done():
+			}
+			return nil
+		})
+	}
+	err = eg.Wait()
+	fmt.Fprintln(out, "shutting down")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+var demoUser = events.Joined{
+	Email: "ana.silva@fabrikam.com", GivenName: "Ana", Surname: "Silva", UsageLocation: "PT",
+	Instance: "sales", Message: "Welcome to the EU sales pipeline.",
+}
+
+// watch prints every event and dead letter as it is published, and tells
+// waiters when an onboarding is complete.
+func watch(nc *nats.Conn, out io.Writer) (*onboardings, error) {
+	done := &onboardings{waiters: map[string]chan struct{}{}, finished: map[string]bool{}}
+	start := time.Now()
+	var mu sync.Mutex
+	_, err := nc.Subscribe("guestflow.>", func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		elapsed := time.Since(start).Truncate(10 * time.Millisecond)
+		if h := m.Header.Get(worker.HeaderReason); h != "" {
+			fmt.Fprintf(out, "%8s  ✗ dead letter from %s: %s: %s\n", elapsed, m.Header.Get(worker.HeaderStep), h, m.Header.Get(worker.HeaderError))
+			return
+		}
+		ev, err := events.Decode(m.Subject, m.Header, m.Data)
+		if err != nil {
+			fmt.Fprintf(out, "%8s  ? %s: %v\n", elapsed, m.Subject, err)
+			return
+		}
+		fmt.Fprintf(out, "%8s  %-28s %s\n", elapsed, m.Subject, describe(ev))
+		if ev.Type() == events.TypeOnboarded {
+			done.finish(events.OnboardingID(ev))
+		}
+	})
+	return done, err
+}
+
+// describe says in a few words what an event reports.
+func describe(ev event.Event) string {
+	switch ev.Type() {
+	case events.TypeJoined:
+		return ev.Subject() + " joined"
+	case events.TypeInvited:
+		var d events.Invited
+		_ = ev.DataAs(&d)
+		s := "invited as " + d.UserPrincipalName
+		if d.ExistingUser {
+			s = "found existing user " + d.UserPrincipalName
+		}
+		if d.GroupID != "" {
+			s += ", added to group " + d.GroupID
+		}
+		return s
+	case events.TypeLicensed:
+		var d events.Licensed
+		_ = ev.DataAs(&d)
+		return "profile set (" + d.UsageLocation + "), licensed " + d.SkuPartNumber
+	case events.TypeRoleAssigned:
+		var d events.RoleAssigned
+		_ = ev.DataAs(&d)
+		s := fmt.Sprintf("synced as systemuser %s, roles %v", d.SystemUserID, roleNames(d.AssignedRoles))
+		if d.EmailUpdated {
+			s += ", email fixed"
+		}
+		return s
+	case events.TypeOnboarded:
+		var d events.Onboarded
+		_ = ev.DataAs(&d)
+		if d.NotifiedAt == "" {
+			return "onboarded (no mail requested) ✓"
+		}
+		return "notified " + d.Email + " — onboarded ✓"
+	}
+	return ev.Type()
+}
+
+func roleNames(rs []events.Role) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// onboardings lets dev wait for one onboarding to finish.
+type onboardings struct {
+	mu       sync.Mutex
+	waiters  map[string]chan struct{}
+	finished map[string]bool
+}
+
+func (o *onboardings) wait(id string) <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ch := make(chan struct{})
+	if o.finished[id] {
+		close(ch)
+		return ch
+	}
+	o.waiters[id] = ch
+	return ch
+}
+
+func (o *onboardings) finish(id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.finished[id] = true
+	if ch, ok := o.waiters[id]; ok {
+		close(ch)
+		delete(o.waiters, id)
+	}
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/guestflow/guestflow/internal/graphsim"
+)
+
+// simFlags are the emulator's knobs, shared by `graphsim` and `dev`.
+type simFlags struct {
+	addr         string
+	tenantID     string
+	clientID     string
+	clientSecret string
+	writeLimit   string
+	inviteLimit  string
+	faultRate    float64
+	latency      time.Duration
+	syncDelay    time.Duration
+	seats        int
+}
+
+// register adds the flags; addrFlag names the listen-address flag, which
+// is --addr on graphsim and --graphsim-addr where it sits beside NATS's.
+func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, addrFlag, "127.0.0.1:9443", "emulator listen address (loopback only)")
+	fl.StringVar(&f.tenantID, "tenant-id", graphsim.DefaultTenantID, "the one tenant the emulator accepts")
+	fl.StringVar(&f.clientID, "client-id", graphsim.DefaultClientID, "the one app (client id) the emulator accepts")
+	fl.StringVar(&f.clientSecret, "client-secret", graphsim.DefaultClientSecret, "that app's secret")
+	fl.StringVar(&f.writeLimit, "write-limit", "", "Graph identity writes per app, N/DURATION (e.g. 3000/150s); empty = unlimited")
+	fl.StringVar(&f.inviteLimit, "invite-limit", "", "invitations, N/DURATION (e.g. 150/5s); empty = unlimited")
+	fl.Float64Var(&f.faultRate, "fault-rate", 0, "share of API calls answered 429/500/503/504 (0-1)")
+	fl.DurationVar(&f.latency, "latency", 0, "latency added to every API call")
+	fl.DurationVar(&f.syncDelay, "sync-delay", 2*time.Second, "delay before a licensed user appears in Dataverse")
+	fl.IntVar(&f.seats, "seats", 1000, "enabled seats per license SKU")
+}
+
+// start builds and starts the emulator.
+func (f *simFlags) start() (*graphsim.Sim, error) {
+	wl, err := graphsim.ParseLimit(f.writeLimit)
+	if err != nil {
+		return nil, fmt.Errorf("--write-limit: %w", err)
+	}
+	il, err := graphsim.ParseLimit(f.inviteLimit)
+	if err != nil {
+		return nil, fmt.Errorf("--invite-limit: %w", err)
+	}
+	if f.faultRate < 0 || f.faultRate > 1 {
+		return nil, fmt.Errorf("--fault-rate %v: must be between 0 and 1", f.faultRate)
+	}
+	sim, err := graphsim.New(graphsim.Options{
+		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
+		WriteLimit: wl, InviteLimit: il, FaultRate: f.faultRate, Latency: f.latency,
+		SyncDelay: f.syncDelay, Seats: f.seats,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sim.Start(f.addr); err != nil {
+		return nil, fmt.Errorf("emulator on %s: %w", f.addr, err)
+	}
+	return sim, nil
+}
+
+func newGraphsim(g *globals) *cobra.Command {
+	f := &simFlags{}
+	var caOut, printConfig string
+	cmd := &cobra.Command{
+		Use:   "graphsim",
+		Short: "Run the Microsoft Graph / Dataverse emulator alone",
+		Long: `Run the emulator: a real HTTPS server with its own CA that speaks the Entra ID token
+endpoint, the Graph v1.0 calls and the Dataverse Web API calls guestflow makes, with
+Microsoft's status codes, error bodies, preconditions and throttling. Its seeded tenant
+has the instances sales (with a security group), service and legacy.
+
+Inspection API (plain JSON): /_sim/users, /_sim/instances, /_sim/mail, /_sim/skus,
+/_sim/stats, /_sim/instances/{instance}/systemusers.`,
+		Example: `  guestflow graphsim --print-config dev.yaml
+  AZURE_CLIENT_ID=guestflow-dev AZURE_CLIENT_SECRET=guestflow-dev-secret \
+    guestflow worker all --config dev.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sim, err := f.start()
+			if err != nil {
+				return err
+			}
+			defer sim.Close()
+			if printConfig != "" && caOut == "" {
+				caOut = filepath.Join(filepath.Dir(printConfig), "graphsim-ca.pem")
+			}
+			if caOut != "" {
+				if err := os.WriteFile(caOut, sim.CAPEM(), 0o644); err != nil {
+					return err
+				}
+			}
+			if printConfig != "" {
+				if err := writeSimConfig(sim, printConfig, caOut); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "graphsim listening on %s (tenant %s, client %s)\n", sim.URL(), f.tenantID, f.clientID)
+			if printConfig != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "configuration written to %s, CA to %s\n", printConfig, caOut)
+			}
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	f.register(cmd, "addr")
+	cmd.Flags().StringVar(&caOut, "ca-out", "", "write the emulator's CA certificate (PEM) to this file")
+	cmd.Flags().StringVar(&printConfig, "print-config", "", "write a guestflow.yaml for the seeded tenant to this file (the CA goes beside it unless --ca-out)")
+	return cmd
+}
+
+// writeSimConfig writes the seeded tenant's configuration with caFile
+// relative to the config file's folder, which is how config.Load resolves a
+// relative caFile, so the pair can be moved together.
+func writeSimConfig(sim *graphsim.Sim, path, caFile string) error {
+	cfg := sim.Config()
+	cfg.Tenant.CAFile = caFile
+	dir, err1 := filepath.Abs(filepath.Dir(path))
+	ca, err2 := filepath.Abs(caFile)
+	if err1 == nil && err2 == nil {
+		if rel, err := filepath.Rel(dir, ca); err == nil {
+			cfg.Tenant.CAFile = rel
+		}
+	}
+	b, err := cfg.Marshal()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/guestflow/guestflow/internal/app"
+	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/worker"
+)
+
+// workerFlags tune the runtime of `worker` and `dev`.
+type workerFlags struct {
+	nats         string
+	concurrency  int
+	maxAttempts  int
+	ackWait      time.Duration
+	syncDeadline time.Duration
+}
+
+func (f *workerFlags) register(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "messages one worker handles at once")
+	cmd.Flags().IntVar(&f.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "deliveries a retryable failure gets before it is dead-lettered")
+	cmd.Flags().DurationVar(&f.ackWait, "ack-wait", worker.DefaultAckWait, "how long the broker waits for an ack before redelivering")
+	cmd.Flags().DurationVar(&f.syncDeadline, "sync-deadline", 15*time.Minute, "how long the role step waits for the Dataverse user sync")
+}
+
+func (f *workerFlags) options(g *globals) worker.Options {
+	return worker.Options{
+		Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, AckWait: f.ackWait, Logger: g.logger(),
+	}
+}
+
+func newWorker(g *globals) *cobra.Command {
+	f := &workerFlags{}
+	cmd := &cobra.Command{
+		Use:   "worker <invite|license|role|notify|all>...",
+		Short: "Run step workers against NATS and Microsoft Graph / Dataverse",
+		Long: `Run one or more step workers. Each consumes its event type from the GUESTFLOW stream
+with a durable consumer named after the step, calls Graph or Dataverse, publishes the
+next event and acks. Run as many replicas as you like: they share the consumer.
+
+Credentials come from azidentity: AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET,
+workload identity or managed identity. Endpoints and instances come from --config.`,
+		Example: `  guestflow graphsim --print-config dev.yaml &
+  AZURE_CLIENT_ID=guestflow-dev AZURE_CLIENT_SECRET=guestflow-dev-secret \
+    guestflow worker all --config dev.yaml`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names := args
+			if slices.Contains(args, "all") {
+				names = app.StepNames
+			}
+			cfg, err := config.Load(g.configPath, cmd.Flags().Changed("config"), os.Environ())
+			if err != nil {
+				return err
+			}
+			if f.nats != "" {
+				cfg.NATS.URL = f.nats
+			}
+			return runWorkers(cmd.Context(), cfg, credentialsFromEnv(), names, f, g)
+		},
+	}
+	cmd.Flags().StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url of the configuration)")
+	f.register(cmd)
+	return cmd
+}
+
+// runWorkers runs the named steps until ctx ends.
+func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, names []string, f *workerFlags, g *globals) error {
+	nc, js, err := app.Connect(cfg.NATS.URL, cfg.NATS.Creds, "guestflow-worker")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	steps, err := app.BuildSteps(ctx, cfg, creds, js, names, app.StepOptions{SyncDeadline: f.syncDeadline})
+	if err != nil {
+		return err
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	for _, s := range steps {
+		eg.Go(func() error {
+			if err := worker.Run(ctx, js, s, f.options(g)); err != nil {
+				return fmt.Errorf("worker %s: %w", s.Name, err)
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// credentialsFromEnv reads the app's identity from azidentity's standard
+// variables; main is the only place that reads the environment.
+func credentialsFromEnv() app.Credentials {
+	return app.Credentials{ClientID: os.Getenv("AZURE_CLIENT_ID"), ClientSecret: os.Getenv("AZURE_CLIENT_SECRET")}
+}

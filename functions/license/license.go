@@ -1,0 +1,100 @@
+// Package license is the second step: it writes the guest's profile (usage
+// location first, or Graph refuses the license) and assigns the instance's
+// Dynamics 365 license.
+package license
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+// Name is the step's name.
+const Name = "license"
+
+// Directory is what the step needs from Entra ID.
+type Directory interface {
+	UpdateProfile(ctx context.Context, userID string, p directory.Profile) error
+	SubscribedSkus(ctx context.Context) ([]directory.Sku, error)
+	AssignedSkuIDs(ctx context.Context, userID string) ([]string, error)
+	AssignLicense(ctx context.Context, userID, skuID string) error
+}
+
+// Handler is the license step.
+type Handler struct {
+	dir Directory
+	now func() time.Time
+}
+
+// New returns the step.
+func New(dir Directory) *Handler { return &Handler{dir: dir, now: time.Now} }
+
+// Handle consumes io.guestflow.user.invited.v1 and emits
+// io.guestflow.user.licensed.v1.
+func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, error) {
+	var d events.Invited
+	if err := in.DataAs(&d); err != nil {
+		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("invited event data: %w", err))
+	}
+	err := h.dir.UpdateProfile(ctx, d.UserID, directory.Profile{
+		GivenName: d.GivenName, Surname: d.Surname, DisplayName: d.DisplayName, UsageLocation: d.UsageLocation,
+	})
+	if err != nil {
+		return nil, err
+	}
+	sku, err := h.resolve(ctx, d.License)
+	if err != nil {
+		return nil, err
+	}
+	assigned, err := h.dir.AssignedSkuIDs(ctx, d.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(assigned, func(id string) bool { return strings.EqualFold(id, sku.ID) }) {
+		if sku.Free() <= 0 {
+			return nil, noSeats(sku)
+		}
+		if err := h.dir.AssignLicense(ctx, d.UserID, sku.ID); err != nil {
+			// Another onboarding may have taken the last seat between
+			// our read and this write.
+			if strings.Contains(err.Error(), "does not have any available licenses") {
+				return nil, noSeats(sku)
+			}
+			return nil, err
+		}
+	}
+	out := events.Licensed{Invited: d, SkuID: sku.ID, SkuPartNumber: sku.PartNumber}
+	next, err := events.Next(in, Name, events.TypeLicensed, out, h.now())
+	return &next, err
+}
+
+// resolve finds the SKU by part number, as admins name licenses.
+func (h *Handler) resolve(ctx context.Context, part string) (directory.Sku, error) {
+	skus, err := h.dir.SubscribedSkus(ctx)
+	if err != nil {
+		return directory.Sku{}, err
+	}
+	var known []string
+	for _, s := range skus {
+		if strings.EqualFold(s.PartNumber, part) {
+			return s, nil
+		}
+		known = append(known, s.PartNumber)
+	}
+	return directory.Sku{}, failure.Permanent(failure.UnknownSKU, fmt.Errorf(
+		"license %q is not subscribed in this tenant (subscribed: %s); fix the event's or the instance's license, then replay",
+		part, strings.Join(known, ", ")))
+}
+
+func noSeats(s directory.Sku) error {
+	return failure.Permanent(failure.NoLicenseSeats, fmt.Errorf(
+		"no free %s seat (%d enabled, %d assigned); buy or free a seat, then replay", s.PartNumber, s.Enabled, s.Consumed))
+}

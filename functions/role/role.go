@@ -1,0 +1,135 @@
+// Package role is the third step: it waits until the guest has been synced
+// into the Dynamics 365 environment, gives them the security roles they
+// lack and, on versions before Dynamics 365, fixes their email address.
+//
+// It never creates a mailbox approval or a server-side sync profile: B2B
+// guests cannot have either.
+package role
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/dataverse"
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+// Name is the step's name.
+const Name = "role"
+
+// DefaultSyncDeadline is how long the step waits for the environment's user
+// sync before giving up with user_not_synced.
+const DefaultSyncDeadline = 15 * time.Minute
+
+// Dataverse is what the step needs from the environment's Web API.
+type Dataverse interface {
+	FindSystemUser(ctx context.Context, instanceURL, objectID string) (*dataverse.SystemUser, error)
+	BusinessUnit(ctx context.Context, instanceURL, name string) (string, error)
+	FindRole(ctx context.Context, instanceURL, name, bu string) (*dataverse.Role, error)
+	UserRoles(ctx context.Context, instanceURL, userID string) ([]dataverse.Role, error)
+	AssociateRole(ctx context.Context, instanceURL, userID, roleID string) error
+	SetInternalEmail(ctx context.Context, instanceURL, userID, email string) error
+}
+
+// Handler is the role step.
+type Handler struct {
+	dv           Dataverse
+	instances    map[string]config.Instance
+	syncDeadline time.Duration
+	now          func() time.Time
+}
+
+// New returns the step; syncDeadline 0 means DefaultSyncDeadline.
+func New(dv Dataverse, instances map[string]config.Instance, syncDeadline time.Duration) *Handler {
+	if syncDeadline <= 0 {
+		syncDeadline = DefaultSyncDeadline
+	}
+	return &Handler{dv: dv, instances: instances, syncDeadline: syncDeadline, now: time.Now}
+}
+
+// Handle consumes io.guestflow.user.licensed.v1 and emits
+// io.guestflow.user.role_assigned.v1.
+func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, error) {
+	var d events.Licensed
+	if err := in.DataAs(&d); err != nil {
+		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("licensed event data: %w", err))
+	}
+	inst, ok := h.instances[d.Instance]
+	if !ok {
+		return nil, failure.Permanent(failure.UnknownInstance, fmt.Errorf(
+			"instance %q is no longer configured; add it back, then replay", d.Instance))
+	}
+	su, err := h.dv.FindSystemUser(ctx, inst.URL, d.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if su == nil {
+		// The sync runs on Microsoft's schedule; the runtime redelivers
+		// with a growing server-side delay until the deadline.
+		return nil, failure.Retry(failure.UserNotSynced, fmt.Errorf(
+			"user %s is not in %s's systemusers yet; check that they hold a license and, where the instance has one, are in its security group",
+			d.UserID, d.Instance), h.syncDeadline)
+	}
+	bu, err := h.dv.BusinessUnit(ctx, inst.URL, inst.BusinessUnit)
+	if err != nil {
+		return nil, err
+	}
+	assigned, err := h.assign(ctx, inst.URL, su.ID, bu, d.Roles)
+	if err != nil {
+		return nil, err
+	}
+	out := events.RoleAssigned{Licensed: d, SystemUserID: su.ID, BusinessUnitID: bu, AssignedRoles: assigned}
+	if inst.LegacyEmailUpdate && !strings.EqualFold(su.InternalEmail, d.Email) {
+		if err := h.dv.SetInternalEmail(ctx, inst.URL, su.ID, d.Email); err != nil {
+			return nil, err
+		}
+		out.EmailUpdated = true
+	}
+	next, err := events.Next(in, Name, events.TypeRoleAssigned, out, h.now())
+	return &next, err
+}
+
+// assign gives the user every named role it lacks and returns all of them.
+// Present roles are skipped because Dataverse answers a repeated
+// association with a duplicate-key error.
+func (h *Handler) assign(ctx context.Context, url, userID, bu string, names []string) ([]events.Role, error) {
+	current, err := h.dv.UserRoles(ctx, url, userID)
+	if err != nil {
+		return nil, err
+	}
+	var out []events.Role
+	for _, name := range names {
+		if r, ok := find(current, name); ok {
+			out = append(out, events.Role{ID: r.ID, Name: r.Name})
+			continue
+		}
+		r, err := h.dv.FindRole(ctx, url, name, bu)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			return nil, failure.Permanent(failure.UnknownRole, fmt.Errorf(
+				"security role %q does not exist in business unit %s of %s; fix the role name, then replay", name, bu, url))
+		}
+		if err := h.dv.AssociateRole(ctx, url, userID, r.ID); err != nil && !dataverse.IsDuplicate(err) {
+			return nil, err
+		}
+		out = append(out, events.Role{ID: r.ID, Name: r.Name})
+	}
+	return out, nil
+}
+
+func find(roles []dataverse.Role, name string) (dataverse.Role, bool) {
+	for _, r := range roles {
+		if strings.EqualFold(r.Name, name) {
+			return r, true
+		}
+	}
+	return dataverse.Role{}, false
+}

@@ -1,0 +1,100 @@
+// Package app wires the steps to their dependencies: the Graph client, the
+// Dataverse client and the sent log, all on one credential and one HTTP
+// client. main and the end-to-end tests build workers the same way through it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/functions/invite"
+	"github.com/guestflow/guestflow/functions/license"
+	"github.com/guestflow/guestflow/functions/notify"
+	"github.com/guestflow/guestflow/functions/role"
+	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/dataverse"
+	"github.com/guestflow/guestflow/internal/graph"
+	"github.com/guestflow/guestflow/internal/httpclient"
+	"github.com/guestflow/guestflow/internal/sentlog"
+	"github.com/guestflow/guestflow/internal/worker"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+// StepNames are the steps in flow order.
+var StepNames = []string{invite.Name, license.Name, role.Name, notify.Name}
+
+// Credentials are the app's identity. main reads them from the standard
+// azidentity variables (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET); without a
+// secret, azidentity's default chain is used.
+type Credentials struct{ ClientID, ClientSecret string }
+
+// StepOptions are per-step settings.
+type StepOptions struct {
+	// SyncDeadline is how long the role step waits for the Dataverse sync.
+	SyncDeadline time.Duration
+}
+
+// BuildSteps wires the named steps to Graph, Dataverse and the sent log.
+func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js jetstream.JetStream, names []string, so StepOptions) ([]worker.Step, error) {
+	hc, err := httpclient.New(cfg.Tenant.CAFile, 60*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := graph.NewCredential(graph.CredentialOptions{
+		TenantID: cfg.Tenant.ID, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
+		AuthorityHost: cfg.Tenant.AuthorityHost, HTTPClient: hc,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("credential: %w", err)
+	}
+	gc, err := graph.New(cred, cfg.Tenant.GraphURL, hc)
+	if err != nil {
+		return nil, err
+	}
+	var steps []worker.Step
+	for _, n := range names {
+		var s worker.Step
+		switch n {
+		case invite.Name:
+			s = worker.Step{Subject: events.SubjectJoined, Handler: invite.New(gc, cfg.Instances)}
+		case license.Name:
+			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc)}
+		case role.Name:
+			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, hc), cfg.Instances, so.SyncDeadline)}
+		case notify.Name:
+			log, err := sentlog.Open(ctx, js)
+			if err != nil {
+				return nil, err
+			}
+			s = worker.Step{Subject: events.SubjectRoleAssigned, Handler: notify.New(gc, log, cfg.Notify.Sender, cfg.Instances)}
+		default:
+			return nil, fmt.Errorf("unknown step %q (steps: invite, license, role, notify, all)", n)
+		}
+		s.Name = n
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+// Connect opens a NATS connection that keeps reconnecting: a broker restart
+// must not end a worker.
+func Connect(url, creds, name string) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("NATS %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}

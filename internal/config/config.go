@@ -1,0 +1,285 @@
+// Package config is guestflow's configuration file (contract §6): its shape,
+// defaults, validation and GUESTFLOW_… environment overrides. Only main reads
+// it; every other package receives the values it needs.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole guestflow.yaml.
+type Config struct {
+	NATS      NATS                `yaml:"nats"`
+	Tenant    Tenant              `yaml:"tenant"`
+	Notify    Notify              `yaml:"notify"`
+	Instances map[string]Instance `yaml:"instances"`
+}
+
+// NATS says where the broker is.
+type NATS struct {
+	URL   string `yaml:"url"`
+	Creds string `yaml:"creds"`
+}
+
+// Tenant says which Entra tenant and which Microsoft endpoints to use. The
+// endpoints are configurable so the same code talks to the emulator.
+type Tenant struct {
+	ID            string `yaml:"id"`
+	GraphURL      string `yaml:"graphURL"`
+	AuthorityHost string `yaml:"authorityHost"`
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	CAFile string `yaml:"caFile"`
+}
+
+// Notify configures the notification mail.
+type Notify struct {
+	Sender string `yaml:"sender"`
+}
+
+// Instance is one Dynamics 365 environment guests are onboarded into.
+type Instance struct {
+	URL             string   `yaml:"url"`
+	EnvironmentID   string   `yaml:"environmentId"`
+	SecurityGroupID string   `yaml:"securityGroupId"`
+	License         string   `yaml:"license"`
+	Roles           []string `yaml:"roles"`
+	BusinessUnit    string   `yaml:"businessUnit"`
+	// LegacyEmailUpdate is true for versions before Dynamics 365, whose
+	// systemuser keeps the #EXT# address until it is fixed.
+	LegacyEmailUpdate bool `yaml:"legacyEmailUpdate"`
+}
+
+// Default endpoints of the public cloud.
+const (
+	DefaultNATSURL       = "nats://127.0.0.1:4222"
+	DefaultGraphURL      = "https://graph.microsoft.com"
+	DefaultAuthorityHost = "https://login.microsoftonline.com/"
+)
+
+// Load reads the YAML file at path (a missing file is an error only when
+// mustExist), applies the GUESTFLOW_… overrides found in environ (as
+// os.Environ returns it), fills defaults and validates. A relative caFile is
+// resolved against the file's folder.
+func Load(path string, mustExist bool, environ []string) (Config, error) {
+	c, err := LoadUnvalidated(path, mustExist, environ)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// LoadUnvalidated is Load for commands that need only part of the
+// configuration (publish needs the NATS URL, not a tenant).
+func LoadUnvalidated(path string, mustExist bool, environ []string) (Config, error) {
+	var c Config
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := Parse(raw, &c); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		if c.Tenant.CAFile != "" && !filepath.IsAbs(c.Tenant.CAFile) {
+			c.Tenant.CAFile = filepath.Join(filepath.Dir(path), c.Tenant.CAFile)
+		}
+	case errors.Is(err, os.ErrNotExist) && !mustExist:
+	default:
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Override(environ); err != nil {
+		return Config{}, err
+	}
+	c.SetDefaults()
+	return c, nil
+}
+
+// Parse decodes YAML strictly: an unknown key is an error, because a typo in
+// a key would otherwise silently fall back to a default.
+func Parse(raw []byte, c *Config) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
+		return err
+	}
+	return nil
+}
+
+// Marshal encodes c as YAML.
+func (c Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
+
+// SetDefaults fills what the file may leave out.
+func (c *Config) SetDefaults() {
+	if c.NATS.URL == "" {
+		c.NATS.URL = DefaultNATSURL
+	}
+	if c.Tenant.GraphURL == "" {
+		c.Tenant.GraphURL = DefaultGraphURL
+	}
+	if c.Tenant.AuthorityHost == "" {
+		c.Tenant.AuthorityHost = DefaultAuthorityHost
+	}
+	if !strings.HasSuffix(c.Tenant.AuthorityHost, "/") {
+		c.Tenant.AuthorityHost += "/"
+	}
+	c.Tenant.GraphURL = strings.TrimSuffix(c.Tenant.GraphURL, "/")
+	for name, in := range c.Instances {
+		in.URL = strings.TrimSuffix(in.URL, "/")
+		c.Instances[name] = in
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Tenant.ID == "" {
+		bad("tenant.id is required (or set GUESTFLOW_TENANT_ID)")
+	}
+	for key, v := range map[string]string{"tenant.graphURL": c.Tenant.GraphURL, "tenant.authorityHost": c.Tenant.AuthorityHost} {
+		if err := httpsURL(v); err != nil {
+			bad("%s: %v", key, err)
+		}
+	}
+	if c.Tenant.CAFile != "" {
+		if _, err := os.Stat(c.Tenant.CAFile); err != nil {
+			bad("tenant.caFile: %v", err)
+		}
+	}
+	if c.Notify.Sender == "" {
+		bad("notify.sender is required: the mailbox the onboarding mail is sent from")
+	}
+	if len(c.Instances) == 0 {
+		bad("instances: at least one instance is required")
+	}
+	for _, name := range c.InstanceNames() {
+		in := c.Instances[name]
+		if err := httpsURL(in.URL); err != nil {
+			bad("instances.%s.url: %v", name, err)
+		}
+		if in.License == "" {
+			bad("instances.%s.license is required (a SKU part number such as DYN365_ENTERPRISE_SALES)", name)
+		}
+		if len(in.Roles) == 0 {
+			bad("instances.%s.roles: at least one security role name is required", name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// InstanceNames returns the configured instance names, sorted.
+func (c Config) InstanceNames() []string {
+	names := make([]string, 0, len(c.Instances))
+	for n := range c.Instances {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func httpsURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute https URL", s)
+	}
+	return nil
+}
+
+// Override applies GUESTFLOW_… environment variables. Names are the YAML
+// path in upper case joined by underscores: GUESTFLOW_NATS_URL,
+// GUESTFLOW_TENANT_GRAPHURL, GUESTFLOW_INSTANCES_SALES_SECURITYGROUPID. An
+// instance variable for an instance the file lacks creates it; roles are
+// comma-separated.
+func (c *Config) Override(environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "GUESTFLOW_") {
+			env[k] = v
+		}
+	}
+	getenv := func(k string) string { return env[k] }
+	str := map[string]*string{
+		"NATS_URL":             &c.NATS.URL,
+		"NATS_CREDS":           &c.NATS.Creds,
+		"TENANT_ID":            &c.Tenant.ID,
+		"TENANT_GRAPHURL":      &c.Tenant.GraphURL,
+		"TENANT_AUTHORITYHOST": &c.Tenant.AuthorityHost,
+		"TENANT_CAFILE":        &c.Tenant.CAFile,
+		"NOTIFY_SENDER":        &c.Notify.Sender,
+	}
+	for k, p := range str {
+		if v := getenv("GUESTFLOW_" + k); v != "" {
+			*p = v
+		}
+	}
+	for _, name := range instanceNamesInEnv(environ) {
+		if c.Instances == nil {
+			c.Instances = map[string]Instance{}
+		}
+		in := c.Instances[name]
+		prefix := "GUESTFLOW_INSTANCES_" + strings.ToUpper(name) + "_"
+		fields := map[string]*string{
+			"URL": &in.URL, "ENVIRONMENTID": &in.EnvironmentID, "SECURITYGROUPID": &in.SecurityGroupID,
+			"LICENSE": &in.License, "BUSINESSUNIT": &in.BusinessUnit,
+		}
+		for k, p := range fields {
+			if v := getenv(prefix + k); v != "" {
+				*p = v
+			}
+		}
+		if v := getenv(prefix + "ROLES"); v != "" {
+			in.Roles = nil
+			for _, r := range strings.Split(v, ",") {
+				if r = strings.TrimSpace(r); r != "" {
+					in.Roles = append(in.Roles, r)
+				}
+			}
+		}
+		if v := getenv(prefix + "LEGACYEMAILUPDATE"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%sLEGACYEMAILUPDATE: %q is not a boolean", prefix, v)
+			}
+			in.LegacyEmailUpdate = b
+		}
+		c.Instances[name] = in
+	}
+	return nil
+}
+
+// instanceNamesInEnv finds the instance names that GUESTFLOW_INSTANCES_…
+// variables mention. Names are lower-cased, as instance keys are.
+func instanceNamesInEnv(environ []string) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(k, "GUESTFLOW_INSTANCES_")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, "_")
+		if i <= 0 {
+			continue
+		}
+		n := strings.ToLower(rest[:i])
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	return names
+}

@@ -1,0 +1,248 @@
+// Package dataverse is a small client for the Dataverse Web API (v9.2): the
+// handful of calls the role step makes on a Dynamics 365 environment. It uses
+// plain net/http and the same token credential as Graph, with a token per
+// environment URL (scope "<instance URL>/.default").
+package dataverse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/guestflow/guestflow/internal/failure"
+)
+
+// APIPath is where the Web API lives below an instance URL.
+const APIPath = "/api/data/v9.2"
+
+// Client calls the Web API of any environment the credential may access.
+type Client struct {
+	cred azcore.TokenCredential
+	hc   *http.Client
+}
+
+// New returns a client; hc carries the trusted CAs and the timeout.
+func New(cred azcore.TokenCredential, hc *http.Client) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{cred: cred, hc: hc}
+}
+
+// SystemUser is a row of systemusers.
+type SystemUser struct {
+	ID             string `json:"systemuserid"`
+	AADObjectID    string `json:"azureactivedirectoryobjectid"`
+	InternalEmail  string `json:"internalemailaddress"`
+	BusinessUnitID string `json:"_businessunitid_value"`
+}
+
+// Role is a security role of one business unit.
+type Role struct {
+	ID             string `json:"roleid"`
+	Name           string `json:"name"`
+	BusinessUnitID string `json:"_businessunitid_value,omitempty"`
+}
+
+// FindSystemUser returns the environment's systemuser for an Entra object
+// id, or nil while the user has not been synced into the environment.
+func (c *Client) FindSystemUser(ctx context.Context, instanceURL, objectID string) (*SystemUser, error) {
+	if _, err := parseGUID(objectID); err != nil {
+		return nil, err
+	}
+	var res struct{ Value []SystemUser }
+	q := url.Values{
+		"$filter": {"azureactivedirectoryobjectid eq " + objectID},
+		"$select": {"systemuserid,azureactivedirectoryobjectid,internalemailaddress,_businessunitid_value"},
+	}
+	if err := c.do(ctx, "find systemuser", http.MethodGet, instanceURL, "/systemusers", q, nil, &res); err != nil {
+		return nil, err
+	}
+	if len(res.Value) == 0 {
+		return nil, nil
+	}
+	return &res.Value[0], nil
+}
+
+// BusinessUnit returns the id of the business unit called name, or of the
+// root business unit when name is empty.
+func (c *Client) BusinessUnit(ctx context.Context, instanceURL, name string) (string, error) {
+	filter := "_parentbusinessunitid_value eq null"
+	if name != "" {
+		filter = "name eq " + Literal(name)
+	}
+	var res struct {
+		Value []struct {
+			ID string `json:"businessunitid"`
+		}
+	}
+	q := url.Values{"$filter": {filter}, "$select": {"businessunitid,name"}}
+	if err := c.do(ctx, "find business unit", http.MethodGet, instanceURL, "/businessunits", q, nil, &res); err != nil {
+		return "", err
+	}
+	if len(res.Value) == 0 {
+		return "", fmt.Errorf("dataverse: no business unit %q in %s", name, instanceURL)
+	}
+	return res.Value[0].ID, nil
+}
+
+// FindRole returns the role called name in business unit bu, or nil.
+// Dataverse copies every role into each business unit with a new id, so a
+// role must be looked up in the user's own business unit.
+func (c *Client) FindRole(ctx context.Context, instanceURL, name, bu string) (*Role, error) {
+	if _, err := parseGUID(bu); err != nil {
+		return nil, err
+	}
+	var res struct{ Value []Role }
+	q := url.Values{
+		"$filter": {"name eq " + Literal(name) + " and _businessunitid_value eq " + bu},
+		"$select": {"roleid,name,_businessunitid_value"},
+	}
+	if err := c.do(ctx, "find role", http.MethodGet, instanceURL, "/roles", q, nil, &res); err != nil {
+		return nil, err
+	}
+	if len(res.Value) == 0 {
+		return nil, nil
+	}
+	return &res.Value[0], nil
+}
+
+// UserRoles lists the roles associated with a systemuser.
+func (c *Client) UserRoles(ctx context.Context, instanceURL, userID string) ([]Role, error) {
+	var res struct{ Value []Role }
+	q := url.Values{"$select": {"roleid,name"}}
+	path := "/systemusers(" + userID + ")/systemuserroles_association"
+	if err := c.do(ctx, "list user roles", http.MethodGet, instanceURL, path, q, nil, &res); err != nil {
+		return nil, err
+	}
+	return res.Value, nil
+}
+
+// AssociateRole gives a systemuser a role. Dataverse rejects a present role
+// with a duplicate-key error, so callers check UserRoles first.
+func (c *Client) AssociateRole(ctx context.Context, instanceURL, userID, roleID string) error {
+	body := map[string]string{"@odata.id": instanceURL + APIPath + "/roles(" + roleID + ")"}
+	path := "/systemusers(" + userID + ")/systemuserroles_association/$ref"
+	return c.do(ctx, "associate role", http.MethodPost, instanceURL, path, nil, body, nil)
+}
+
+// SetInternalEmail sets a systemuser's primary email, the fix that
+// environments older than Dynamics 365 need for B2B guests.
+func (c *Client) SetInternalEmail(ctx context.Context, instanceURL, userID, email string) error {
+	body := map[string]string{"internalemailaddress": email}
+	return c.do(ctx, "update systemuser email", http.MethodPatch, instanceURL, "/systemusers("+userID+")", nil, body, nil)
+}
+
+// Literal quotes s as an OData string literal.
+func Literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// parseGUID refuses anything but a GUID where the Web API expects one
+// unquoted, so a value can never change the meaning of a $filter.
+func parseGUID(s string) (string, error) {
+	const hex = "0123456789abcdefABCDEF"
+	if len(s) != 36 {
+		return "", fmt.Errorf("dataverse: %q is not a GUID", s)
+	}
+	for i, r := range s {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if r != '-' {
+				return "", fmt.Errorf("dataverse: %q is not a GUID", s)
+			}
+		} else if !strings.ContainsRune(hex, r) {
+			return "", fmt.Errorf("dataverse: %q is not a GUID", s)
+		}
+	}
+	return s, nil
+}
+
+// do sends one Web API request and decodes a JSON answer into out (when not
+// nil). Failures become *failure.Remote with the service's status, error
+// code, message, x-ms-service-request-id and Retry-After.
+func (c *Client) do(ctx context.Context, op, method, instanceURL, path string, q url.Values, in, out any) error {
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{instanceURL + "/.default"}})
+	if err != nil {
+		return err
+	}
+	u := instanceURL + APIPath + path
+	if len(q) > 0 {
+		// The Web API wants %20 for spaces in $filter, not '+'.
+		u += "?" + strings.ReplaceAll(q.Encode(), "+", "%20")
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("OData-Version", "4.0")
+	req.Header.Set("OData-MaxVersion", "4.0")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return &failure.Remote{Service: "dataverse", Op: op, Message: err.Error()}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return &failure.Remote{Service: "dataverse", Op: op, Status: resp.StatusCode, Message: err.Error()}
+	}
+	if resp.StatusCode >= 300 {
+		return remoteError(op, resp, raw)
+	}
+	if out == nil || len(raw) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("dataverse: %s: decoding the answer: %w", op, err)
+	}
+	return nil
+}
+
+func remoteError(op string, resp *http.Response, raw []byte) error {
+	r := &failure.Remote{
+		Service:   "dataverse",
+		Op:        op,
+		Status:    resp.StatusCode,
+		RequestID: resp.Header.Get("x-ms-service-request-id"),
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		r.RetryAfter = time.Duration(s) * time.Second
+	}
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if json.Unmarshal(raw, &body) == nil && body.Error.Message != "" {
+		r.Code, r.Message = body.Error.Code, body.Error.Message
+	} else {
+		r.Message = strings.TrimSpace(string(raw))
+	}
+	return r
+}
+
+// IsDuplicate reports whether err is Dataverse's duplicate-key error, which
+// an association that already exists produces.
+func IsDuplicate(err error) bool {
+	var r *failure.Remote
+	return errors.As(err, &r) && (r.Code == "0x80040237" || strings.Contains(r.Message, "duplicate key"))
+}

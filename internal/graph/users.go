@@ -1,0 +1,190 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/microsoftgraph/msgraph-sdk-go/groups"
+	"github.com/microsoftgraph/msgraph-sdk-go/invitations"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/subscribedskus"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+
+	"github.com/guestflow/guestflow/internal/directory"
+)
+
+// FindUserByMail returns the users whose mail or otherMails is address.
+// Graph compares strings case-insensitively; a quote is escaped by doubling
+// it, as OData string literals require (liam.o”brien@…).
+func (c *Client) FindUserByMail(ctx context.Context, address string) ([]directory.User, error) {
+	lit := "'" + strings.ReplaceAll(address, "'", "''") + "'"
+	filter := "mail eq " + lit + " or otherMails/any(x:x eq " + lit + ")"
+	res, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).Get(ctx,
+		&users.UsersRequestBuilderGetRequestConfiguration{QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
+			Filter: &filter,
+			Select: []string{"id", "mail", "otherMails", "userPrincipalName", "userType", "externalUserState"},
+		}})
+	if err != nil {
+		return nil, remote("find user by mail", err)
+	}
+	var out []directory.User
+	for _, u := range res.GetValue() {
+		out = append(out, userOf(u))
+	}
+	return out, nil
+}
+
+func userOf(u models.Userable) directory.User {
+	return directory.User{
+		ID:                deref(u.GetId()),
+		Mail:              deref(u.GetMail()),
+		OtherMails:        u.GetOtherMails(),
+		UserPrincipalName: deref(u.GetUserPrincipalName()),
+		UserType:          deref(u.GetUserType()),
+		ExternalUserState: deref(u.GetExternalUserState()),
+	}
+}
+
+// GetUser reads one user by id or user principal name.
+func (c *Client) GetUser(ctx context.Context, id string) (directory.User, error) {
+	u, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(id).Get(ctx, nil)
+	if err != nil {
+		return directory.User{}, remote("get user", err)
+	}
+	if u == nil {
+		return directory.User{}, remote("get user", errNoBody)
+	}
+	return userOf(u), nil
+}
+
+// Invite creates (or, for an existing guest, renews) a B2B invitation.
+// sendInvitationMessage is always false: Microsoft drops a customised
+// message when an application invites, so guestflow sends its own mail.
+func (c *Client) Invite(ctx context.Context, email, displayName, redirectURL string) (directory.Invitation, error) {
+	body := models.NewInvitation()
+	body.SetInvitedUserEmailAddress(&email)
+	body.SetInvitedUserDisplayName(&displayName)
+	body.SetInviteRedirectUrl(&redirectURL)
+	no := false
+	body.SetSendInvitationMessage(&no)
+	inv, err := invitations.NewInvitationsRequestBuilderInternal(c.params(), c.adapter).Post(ctx, body, nil)
+	if err != nil {
+		return directory.Invitation{}, remote("invite", err)
+	}
+	if inv == nil || inv.GetInvitedUser() == nil {
+		return directory.Invitation{}, remote("invite", errNoBody)
+	}
+	return directory.Invitation{
+		ID:        deref(inv.GetId()),
+		UserID:    deref(inv.GetInvitedUser().GetId()),
+		RedeemURL: deref(inv.GetInviteRedeemUrl()),
+	}, nil
+}
+
+// AddGroupMember adds userID to groupID. Graph answers 400 "One or more
+// added object references already exist" for a present member: that is the
+// state we want, so it is success.
+func (c *Client) AddGroupMember(ctx context.Context, groupID, userID string) error {
+	ref := models.NewReferenceCreate()
+	odataID := c.base + "/directoryObjects/" + userID
+	ref.SetOdataId(&odataID)
+	err := groups.NewGroupsRequestBuilderInternal(c.params(), c.adapter).ByGroupId(groupID).Members().Ref().Post(ctx, ref, nil)
+	if err == nil {
+		return nil
+	}
+	err = remote("add group member", err)
+	if r := asRemote(err); r != nil && r.Status == 400 && strings.Contains(r.Message, "already exist") {
+		return nil
+	}
+	return err
+}
+
+// UpdateProfile writes the names and the usage location, which Graph
+// requires before it will assign a license.
+func (c *Client) UpdateProfile(ctx context.Context, userID string, p directory.Profile) error {
+	body := models.NewUser()
+	body.SetGivenName(&p.GivenName)
+	body.SetSurname(&p.Surname)
+	body.SetDisplayName(&p.DisplayName)
+	body.SetUsageLocation(&p.UsageLocation)
+	_, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).Patch(ctx, body, nil)
+	return remote("update profile", err)
+}
+
+// SubscribedSkus lists the tenant's license SKUs with their seat counts.
+func (c *Client) SubscribedSkus(ctx context.Context) ([]directory.Sku, error) {
+	res, err := subscribedskus.NewSubscribedSkusRequestBuilderInternal(c.params(), c.adapter).Get(ctx, nil)
+	if err != nil {
+		return nil, remote("list subscribed SKUs", err)
+	}
+	var out []directory.Sku
+	for _, s := range res.GetValue() {
+		sku := directory.Sku{PartNumber: deref(s.GetSkuPartNumber())}
+		if id := s.GetSkuId(); id != nil {
+			sku.ID = id.String()
+		}
+		if n := s.GetConsumedUnits(); n != nil {
+			sku.Consumed = int(*n)
+		}
+		if p := s.GetPrepaidUnits(); p != nil && p.GetEnabled() != nil {
+			sku.Enabled = int(*p.GetEnabled())
+		}
+		out = append(out, sku)
+	}
+	return out, nil
+}
+
+// AssignedSkuIDs lists the SKU ids assigned to a user.
+func (c *Client) AssignedSkuIDs(ctx context.Context, userID string) ([]string, error) {
+	res, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).LicenseDetails().Get(ctx, nil)
+	if err != nil {
+		return nil, remote("list license details", err)
+	}
+	var out []string
+	for _, d := range res.GetValue() {
+		if id := d.GetSkuId(); id != nil {
+			out = append(out, id.String())
+		}
+	}
+	return out, nil
+}
+
+// AssignLicense assigns one SKU with all its plans enabled.
+func (c *Client) AssignLicense(ctx context.Context, userID, skuID string) error {
+	id, err := uuid.Parse(skuID)
+	if err != nil {
+		return fmt.Errorf("graph: SKU id %q: %w", skuID, err)
+	}
+	lic := models.NewAssignedLicense()
+	lic.SetSkuId(&id)
+	lic.SetDisabledPlans([]uuid.UUID{})
+	body := users.NewItemAssignLicensePostRequestBody()
+	body.SetAddLicenses([]models.AssignedLicenseable{lic})
+	body.SetRemoveLicenses([]uuid.UUID{})
+	_, err = users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).AssignLicense().Post(ctx, body, nil)
+	return remote("assign license", err)
+}
+
+// SendMail sends an HTML message from the sender's mailbox.
+func (c *Client) SendMail(ctx context.Context, m directory.Mail) error {
+	html := models.HTML_BODYTYPE
+	content := models.NewItemBody()
+	content.SetContentType(&html)
+	content.SetContent(&m.HTML)
+	addr := models.NewEmailAddress()
+	addr.SetAddress(&m.To)
+	to := models.NewRecipient()
+	to.SetEmailAddress(addr)
+	msg := models.NewMessage()
+	msg.SetSubject(&m.Subject)
+	msg.SetBody(content)
+	msg.SetToRecipients([]models.Recipientable{to})
+	body := users.NewItemSendMailPostRequestBody()
+	body.SetMessage(msg)
+	save := false
+	body.SetSaveToSentItems(&save)
+	err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(m.From).SendMail().Post(ctx, body, nil)
+	return remote("send mail", err)
+}

@@ -1,0 +1,144 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+type runner struct {
+	js   jetstream.JetStream
+	step Step
+	o    Options
+	log  *slog.Logger
+}
+
+// process handles one delivery. Every path ends in exactly one of: ack after
+// the next event's PubAck, nak with a delay, or term after the dead letter's
+// PubAck. When even that fails the message is left alone and the server
+// redelivers it after AckWait.
+func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		w.log.Error("not a JetStream message", "err", err)
+		return
+	}
+	d := delivery{msg: msg, meta: meta}
+	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
+	if err != nil {
+		d.onboardingID = events.PeekID(msg.Headers(), msg.Data())
+		w.deadLetter(ctx, d, failure.Verdict{Reason: failure.InvalidEvent}, err)
+		return
+	}
+	d.onboardingID = events.OnboardingID(ev)
+	log := w.log.With("onboardingid", d.onboardingID, "attempt", meta.NumDelivered)
+
+	next, err := w.call(ctx, msg, ev)
+	if err != nil {
+		w.fail(ctx, d, log, err)
+		return
+	}
+	if next != nil {
+		if err := w.publish(ctx, *next); err != nil {
+			log.Warn("publishing next event failed; will retry", "err", err)
+			w.nak(d, log, w.o.Backoff(int(meta.NumDelivered)))
+			return
+		}
+	}
+	if err := msg.Ack(); err != nil {
+		// The next event is stored; a redelivery is deduplicated by its id.
+		log.Warn("ack failed", "err", err)
+		return
+	}
+	log.Debug("done")
+}
+
+// call runs the step with a timeout, telling the server it is still at work
+// so that a slow Graph call does not cause a parallel redelivery.
+func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event) (*event.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.o.StepTimeout)
+	defer cancel()
+	tick := time.NewTicker(w.o.AckWait / 3)
+	defer tick.Stop()
+	type result struct {
+		next *event.Event
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		next, err := w.step.Handler.Handle(ctx, ev)
+		done <- result{next, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			return r.next, r.err
+		case <-tick.C:
+			_ = msg.InProgress()
+		}
+	}
+}
+
+// publish stores ev on its subject with Nats-Msg-Id = ev.ID() and waits for
+// the PubAck, so a retried publish of the same event is deduplicated.
+func (w *runner) publish(ctx context.Context, ev event.Event) error {
+	subject, ok := events.Subject(ev.Type())
+	if !ok {
+		return fmt.Errorf("step %s produced unknown event type %q", w.step.Name, ev.Type())
+	}
+	header, body, err := events.Encode(ev)
+	if err != nil {
+		return err
+	}
+	m := &nats.Msg{Subject: subject, Header: nats.Header(header), Data: body}
+	_, err = w.js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID()), jetstream.WithExpectStream(Stream))
+	return err
+}
+
+// fail turns a step error into a redelivery or a dead letter.
+func (w *runner) fail(ctx context.Context, d delivery, log *slog.Logger, err error) {
+	v := failure.Classify(err)
+	attempts := int(d.meta.NumDelivered)
+	if v.Retryable {
+		exhausted := attempts >= w.o.MaxAttempts
+		if v.Deadline > 0 {
+			exhausted = w.o.Now().Sub(d.meta.Timestamp) >= v.Deadline
+		}
+		if !exhausted {
+			delay := v.After
+			if delay <= 0 {
+				delay = w.o.Backoff(attempts)
+			}
+			log.Info("step failed; retrying", "reason", v.Reason, "status", v.Status, "delay", delay, "err", err)
+			w.nak(d, log, delay)
+			return
+		}
+		if v.Reason == failure.Transient {
+			v.Reason = failure.AttemptsExhausted
+		}
+		err = fmt.Errorf("gave up after %d attempts in %s: %w",
+			attempts, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
+	}
+	w.deadLetter(ctx, d, v, err)
+}
+
+func (w *runner) nak(d delivery, log *slog.Logger, delay time.Duration) {
+	if err := d.msg.NakWithDelay(delay); err != nil {
+		log.Warn("nak failed; the server redelivers after AckWait", "err", err)
+	}
+}
+
+// delivery is one received message and what is known about it.
+type delivery struct {
+	msg          jetstream.Msg
+	meta         *jetstream.MsgMetadata
+	onboardingID string
+}

@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options tune the runtime. The zero value is usable: SetDefaults fills in
+// the contract's defaults.
+type Options struct {
+	// AckWait is how long the server waits for an ack before redelivering;
+	// long steps extend it with in-progress acks.
+	AckWait time.Duration
+	// MaxAttempts is how many deliveries a retryable failure gets before it
+	// is dead-lettered (unless the failure carries its own deadline).
+	MaxAttempts int
+	// Concurrency is how many messages one worker handles at once.
+	Concurrency int
+	// StepTimeout bounds one call of the step.
+	StepTimeout time.Duration
+	// Backoff gives the redelivery delay after a failed attempt when the
+	// service did not name one with Retry-After.
+	Backoff func(attempt int) time.Duration
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Contract defaults.
+const (
+	DefaultAckWait     = 30 * time.Second
+	DefaultMaxAttempts = 10
+)
+
+// SetDefaults fills zero fields.
+func (o *Options) SetDefaults() {
+	if o.AckWait <= 0 {
+		o.AckWait = DefaultAckWait
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 2 * time.Minute
+	}
+	if o.Backoff == nil {
+		o.Backoff = Backoff(time.Second, 2*time.Minute)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Run consumes step.Subject with the durable consumer step.Name until ctx
+// is cancelled, then lets in-flight messages finish. It creates the streams
+// and the consumer first.
+func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
+	o.SetDefaults()
+	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
+		return err
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
+		Durable:       step.Name,
+		Description:   "guestflow " + step.Name + " step",
+		FilterSubject: step.Subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		// The runtime, not the server, decides when to give up, so that
+		// nothing is dropped silently: it dead-letters instead.
+		MaxDeliver:    -1,
+		MaxAckPending: 4 * o.Concurrency,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", step.Name, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(o.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", step.Name, err)
+	}
+	go func() { <-ctx.Done(); iter.Stop() }()
+
+	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name)}
+	w.log.Info("worker started", "subject", step.Subject)
+	sem := make(chan struct{}, o.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		msg, err := iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				w.log.Info("worker stopped")
+				return nil
+			}
+			w.log.Warn("pull failed", "err", err)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			// In-flight work finishes on its own clock: cancelling it on
+			// shutdown would only turn a nearly done step into a retry.
+			w.process(context.WithoutCancel(ctx), msg)
+		}()
+	}
+}
