@@ -34,7 +34,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	d := delivery{msg: msg, meta: meta}
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
-		d.onboardingID = events.PeekID(msg.Headers(), msg.Data())
+		d.onboardingID = events.PeekOnboardingID(msg.Headers(), msg.Data())
 		w.deadLetter(ctx, d, failure.Verdict{Reason: failure.InvalidEvent}, err)
 		return
 	}

@@ -1,0 +1,33 @@
+package events
+
+import (
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/google/uuid"
+)
+
+// namespace roots every id guestflow derives. It must never change: a new
+// namespace would give an input redelivered after an upgrade a new output id,
+// and the duplicate window would no longer stop the flow from forking.
+var namespace = uuid.MustParse("eb400622-6fc2-4ec2-81a4-6978a291a130")
+
+// nextID names the event that step emits for the input with id inID. The NUL
+// separator keeps ("a", "b\x00c") and ("a\x00b", "c") apart.
+func nextID(step, inID string) string {
+	return uuid.NewSHA1(namespace, []byte(step+"\x00"+inID)).String()
+}
+
+// OnboardingID returns the id that ties together every event and dead letter
+// of one onboarding: the onboardingid extension, or the event's own id when it
+// has none. For a joined event it is always the event's own id, because the
+// contract defines the onboarding id as the id of the joined event; an
+// onboardingid a publisher put on a joined event is carried, not believed.
+func OnboardingID(ev event.Event) string {
+	if ev.Type() == TypeJoined {
+		return ev.ID()
+	}
+	if s, err := types.ToString(ev.Extensions()[ExtOnboardingID]); err == nil && s != "" {
+		return s
+	}
+	return ev.ID()
+}
