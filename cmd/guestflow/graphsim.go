@@ -54,10 +54,21 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	if f.faultRate < 0 || f.faultRate > 1 {
 		return nil, fmt.Errorf("--fault-rate %v: must be between 0 and 1", f.faultRate)
 	}
+	if f.seats < 0 || f.syncDelay < 0 || f.latency < 0 {
+		return nil, fmt.Errorf("--seats, --sync-delay and --latency cannot be negative")
+	}
+	// In Options a zero means "the default"; on the command line it means zero.
+	syncDelay, seats := f.syncDelay, f.seats
+	if syncDelay == 0 {
+		syncDelay = -1
+	}
+	if seats == 0 {
+		seats = -1
+	}
 	sim, err := graphsim.New(graphsim.Options{
 		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
 		WriteLimit: wl, InviteLimit: il, FaultRate: f.faultRate, Latency: f.latency,
-		SyncDelay: f.syncDelay, Seats: f.seats,
+		SyncDelay: syncDelay, Seats: seats,
 	})
 	if err != nil {
 		return nil, err

@@ -157,12 +157,16 @@ func remoteReason(r *Remote) string {
 
 // replicationLag recognises Graph's answers about an object that exists but
 // has not reached every directory replica: Request_ResourceNotFound on a
-// user just invited, or "… does not exist" on a reference to it. Retrying is
-// right; a truly unknown id is dead-lettered once the attempts are used.
+// user just invited, or "Resource '…' does not exist or one of its queried
+// reference-property objects are not present" / "… don't exist" on a
+// reference to it. Retrying is right; a truly unknown id is dead-lettered
+// once the attempts are used. Other "does not exist" messages (an unknown
+// property in a request body) are the request's fault and stay permanent.
 func replicationLag(r *Remote) bool {
 	if r.Service != "graph" || (r.Status != 400 && r.Status != 404) {
 		return false
 	}
 	return r.Code == "Request_ResourceNotFound" ||
-		strings.Contains(r.Message, "does not exist") || strings.Contains(r.Message, "don't exist")
+		strings.Contains(r.Message, "queried reference-property objects are not present") ||
+		strings.Contains(r.Message, "don't exist")
 }

@@ -34,6 +34,8 @@ func TestClassify(t *testing.T) {
 		{"404 other", graph(404, "ErrorInvalidUser", "mailbox"), false, failure.GraphError, 0},
 		{"replication lag 404", graph(404, "Request_ResourceNotFound", "Resource 'x' does not exist"), true, failure.ReplicationLag, 0},
 		{"replication lag reference", graph(400, "Request_BadRequest", "Resource 'x' does not exist or one of its queried reference-property objects are not present."), true, failure.ReplicationLag, 0},
+		{"unknown body property is not lag", graph(400, "BadRequest", "The property 'x' does not exist on type 'microsoft.graph.user'."), false, failure.GraphError, 0},
+		{"reference not there yet", graph(400, "Request_BadRequest", "One or more of the objects don't exist."), true, failure.ReplicationLag, 0},
 		{"dataverse 404 is not lag", &failure.Remote{Service: "dataverse", Status: 404, Message: "does not exist"}, false, failure.DataverseError, 0},
 		{"token refused", &failure.Remote{Service: "entra", Status: 401}, false, failure.AuthFailed, 0},
 		{"unknown error", errors.New("boom"), true, failure.Transient, 0},

@@ -1,0 +1,209 @@
+package graphsim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// call is one Graph or Dataverse API request on its way through the
+// pipeline: the handlers read the request from it and answer through it, so
+// every answer carries the right ids and error shape for its API.
+type call struct {
+	s         *Sim
+	w         *recorder
+	r         *http.Request
+	rt        *route
+	params    map[string]string
+	dataverse bool
+	inst      *instance // Dataverse only
+	requestID string
+	clientID  string // client-request-id, echoed by Graph
+	appID     string // from the token
+	now       time.Time
+}
+
+// serveAPI is the pipeline every Graph and Dataverse call goes through, in
+// Microsoft's order: latency, injected faults (before anything else, so a
+// fault never has a side effect), authentication, route, budget, handler.
+func (s *Sim) serveAPI(w *recorder, r *http.Request, dataverse bool) {
+	c := &call{s: s, w: w, r: r, dataverse: dataverse, requestID: uuid.NewString()}
+	h := w.Header()
+	if dataverse {
+		h.Set("x-ms-service-request-id", c.requestID)
+		h.Set("OData-Version", "4.0")
+	} else {
+		c.clientID = r.Header.Get("client-request-id")
+		if c.clientID == "" {
+			c.clientID = c.requestID
+		}
+		h.Set("request-id", c.requestID)
+		h.Set("client-request-id", c.clientID)
+	}
+
+	rt, params, methodOK := matchRoute(r.Method, r.URL.EscapedPath())
+	key := r.Method + " /v1.0/*"
+	if dataverse {
+		key = r.Method + " " + dvPrefix + "/*"
+	}
+	if rt != nil {
+		key = r.Method + " " + rt.pattern
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if !w.wrote {
+				c.fail(http.StatusInternalServerError, c.pick("generalException", "0x80040216"), fmt.Sprintf("graphsim bug: %v", p))
+			}
+		}
+		if !w.canceled {
+			s.stats.record(key, w.status, rt, methodOK)
+		}
+	}()
+
+	if !s.sleep(r.Context()) {
+		w.canceled = true
+		return
+	}
+	if s.injectFault(c) {
+		return
+	}
+	if dataverse {
+		name := strings.SplitN(r.URL.Path, "/", 4)[2]
+		if c.inst = s.instances[name]; c.inst == nil {
+			c.fail(http.StatusNotFound, "0x80040217", fmt.Sprintf("Organization %q does not exist: graphsim knows the instances %s.", name, strings.Join(s.instanceNames(), ", ")))
+			return
+		}
+	}
+	if !c.authenticate() {
+		return
+	}
+	c.now = s.now()
+	switch {
+	case rt == nil:
+		c.notFound()
+		return
+	case !methodOK:
+		c.w.Header().Set("Allow", strings.Join(allowedMethods(rt.pattern), ", "))
+		c.fail(http.StatusMethodNotAllowed, c.pick("Request_BadRequest", "0x80060888"),
+			fmt.Sprintf("The HTTP method '%s' is not allowed for the request target '%s'.", r.Method, r.URL.Path))
+		return
+	}
+	c.rt, c.params = rt, params
+	if rt.budget != noBudget && !c.admit() {
+		return
+	}
+	rt.handle(c)
+}
+
+// sleep adds the configured latency, giving up when the client does.
+func (s *Sim) sleep(ctx context.Context) bool {
+	if s.opts.Latency <= 0 {
+		return true
+	}
+	t := time.NewTimer(s.opts.Latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// notFound answers a path no route knows: Graph says 400 "Resource not
+// found for the segment", Dataverse 404 with the same sentence.
+func (c *call) notFound() {
+	seg := c.r.URL.Path
+	if segs, ok := splitPath(c.r.URL.EscapedPath()); ok {
+		seg = segs[len(segs)-1]
+	}
+	msg := fmt.Sprintf("Resource not found for the segment '%s'.", seg)
+	if c.dataverse {
+		c.fail(http.StatusNotFound, "0x8006088a", msg)
+		return
+	}
+	c.fail(http.StatusBadRequest, "BadRequest", msg)
+}
+
+// pick chooses between the Graph and the Dataverse spelling of something.
+func (c *call) pick(graph, dataverse string) string {
+	if c.dataverse {
+		return dataverse
+	}
+	return graph
+}
+
+// param is a path parameter of the matched route.
+func (c *call) param(name string) string { return c.params[name] }
+
+// base is the emulator's URL for links in bodies (@odata.context, redeem URLs).
+func (c *call) base() string { return c.s.baseURL(c.r) }
+
+// dvBase is the Web API root of the call's instance.
+func (c *call) dvBase() string {
+	return c.base() + "/instances/" + c.inst.name + "/api/data/v9.2"
+}
+
+// reply writes a JSON body with the content type each API uses.
+func (c *call) reply(status int, v any) {
+	ct := "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+	if c.dataverse {
+		ct = "application/json; odata.metadata=minimal"
+	}
+	c.w.Header().Set("Content-Type", ct)
+	writeBody(c.w, status, v)
+}
+
+// empty answers 202/204 with no body.
+func (c *call) empty(status int) { c.w.WriteHeader(status) }
+
+// fail writes the API's error shape. Graph's carries innerError with the
+// ids Microsoft support asks for; Dataverse's is just code and message. No
+// error is ever text/plain: kiota drops the status of a text error body.
+func (c *call) fail(status int, code, message string) {
+	if c.dataverse {
+		c.reply(status, map[string]any{"error": map[string]string{"code": code, "message": message}})
+		return
+	}
+	c.reply(status, map[string]any{"error": map[string]any{
+		"code":    code,
+		"message": message,
+		"innerError": map[string]string{
+			"date":              time.Now().UTC().Format("2006-01-02T15:04:05"),
+			"request-id":        c.requestID,
+			"client-request-id": c.clientID,
+		},
+	}})
+}
+
+// writeJSON writes v as plain JSON, for the token and /_sim endpoints.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	writeBody(w, status, v)
+}
+
+func writeBody(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"generalException","message":"graphsim could not encode its answer"}}`)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// rfc3339 formats times the way Graph and Dataverse do (UTC, seconds).
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// nullable turns "" into JSON null, as Graph reports unset properties.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

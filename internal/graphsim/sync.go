@@ -1,0 +1,61 @@
+package graphsim
+
+import (
+	"time"
+)
+
+// syncLocked brings an environment's systemusers up to date with Entra, as
+// Dataverse's background user sync would have by now. A user qualifies when
+// it holds any license of the tenant and, if the environment has a security
+// group, is a member of it; its row appears SyncDelay after the later of the
+// two. Rows are created lazily, when someone looks, so no timer runs and the
+// result depends only on the clock. Caller holds s.mu.
+func (s *Sim) syncLocked(in *instance, now time.Time) *dvState {
+	dv := s.st.dataverse[in.name]
+	for _, u := range s.st.users {
+		if dv.byAAD[u.id] != nil {
+			continue
+		}
+		ready, ok := s.syncReadyAt(in, u)
+		if !ok || now.Before(ready) {
+			continue
+		}
+		su := &systemUser{
+			id:         derivedID("systemuser", in.name, u.id),
+			aadID:      u.id,
+			email:      u.mail,
+			fullName:   u.displayName,
+			domainName: u.upn,
+			buID:       in.rootBU.id,
+			roles:      []string{},
+		}
+		// Environments older than Dynamics 365 copy the guest's #EXT# UPN
+		// into the primary email; guestflow's role step fixes it.
+		if su.email == "" || in.legacy && u.userType == "Guest" {
+			su.email = u.upn
+		}
+		dv.byAAD[u.id] = su
+		dv.byID[su.id] = su
+		dv.order = append(dv.order, su)
+	}
+	return dv
+}
+
+// syncReadyAt is when u's systemuser appears in the environment, if ever.
+func (s *Sim) syncReadyAt(in *instance, u *user) (time.Time, bool) {
+	if len(u.licenses) == 0 {
+		return time.Time{}, false
+	}
+	ready := u.licensedAt
+	if in.groupID != "" {
+		g := s.st.groups[in.groupID]
+		added, member := g.members[u.id]
+		if !member {
+			return time.Time{}, false
+		}
+		if added.After(ready) {
+			ready = added
+		}
+	}
+	return ready.Add(s.syncDelay), true
+}
