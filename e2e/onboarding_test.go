@@ -7,6 +7,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -81,7 +82,10 @@ func start(t *testing.T, opts graphsim.Options) *system {
 	running := make(chan error, len(steps))
 	for _, s := range steps {
 		go func() {
-			running <- worker.Run(ctx, js, s, worker.Options{Backoff: worker.Backoff(200*time.Millisecond, 2*time.Second)})
+			running <- worker.Run(ctx, js, s, worker.Options{
+				Backoff: worker.Backoff(200*time.Millisecond, 2*time.Second),
+				Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			})
 		}()
 	}
 	go func() {

@@ -137,10 +137,10 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 		if err != nil {
 			return err
 		}
+		fmt.Fprintf(out, "\ndemo        %s joins instance %q (onboarding %s)\n", demoUser.Email, demoUser.Instance, id)
 		if err := publishJoined(ctx, cfg.NATS.URL, ev); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "\ndemo        %s joins instance %q (onboarding %s)\n", demoUser.Email, demoUser.Instance, id)
 		eg.Go(func() error {
 			select {
 			case <-onboarded.wait(id):
