@@ -38,6 +38,10 @@ type Tenant struct {
 	AuthorityHost string `yaml:"authorityHost"`
 	// CAFile is a PEM bundle trusted in addition to the system roots.
 	CAFile string `yaml:"caFile"`
+	// PowerPlatformURL is the Power Platform admin API (BAP) that the role
+	// step calls to force a user sync into an instance with an
+	// environmentId.
+	PowerPlatformURL string `yaml:"powerPlatformURL"`
 }
 
 // Notify configures the notification mail.
@@ -63,6 +67,7 @@ const (
 	DefaultNATSURL       = "nats://127.0.0.1:4222"
 	DefaultGraphURL      = "https://graph.microsoft.com"
 	DefaultAuthorityHost = "https://login.microsoftonline.com/"
+	DefaultPowerPlatform = "https://api.bap.microsoft.com"
 )
 
 // Load reads the YAML file at path (a missing file is an error only when
@@ -129,6 +134,10 @@ func (c *Config) SetDefaults() {
 	if c.Tenant.AuthorityHost == "" {
 		c.Tenant.AuthorityHost = DefaultAuthorityHost
 	}
+	if c.Tenant.PowerPlatformURL == "" {
+		c.Tenant.PowerPlatformURL = DefaultPowerPlatform
+	}
+	c.Tenant.PowerPlatformURL = strings.TrimSuffix(c.Tenant.PowerPlatformURL, "/")
 	if !strings.HasSuffix(c.Tenant.AuthorityHost, "/") {
 		c.Tenant.AuthorityHost += "/"
 	}
@@ -146,7 +155,8 @@ func (c Config) Validate() error {
 	if c.Tenant.ID == "" {
 		bad("tenant.id is required (or set GUESTFLOW_TENANT_ID)")
 	}
-	for key, v := range map[string]string{"tenant.graphURL": c.Tenant.GraphURL, "tenant.authorityHost": c.Tenant.AuthorityHost} {
+	for key, v := range map[string]string{"tenant.graphURL": c.Tenant.GraphURL, "tenant.authorityHost": c.Tenant.AuthorityHost,
+		"tenant.powerPlatformURL": c.Tenant.PowerPlatformURL} {
 		if err := httpsURL(v); err != nil {
 			bad("%s: %v", key, err)
 		}
@@ -212,13 +222,14 @@ func (c *Config) Override(environ []string) error {
 	}
 	getenv := func(k string) string { return env[k] }
 	str := map[string]*string{
-		"NATS_URL":             &c.NATS.URL,
-		"NATS_CREDS":           &c.NATS.Creds,
-		"TENANT_ID":            &c.Tenant.ID,
-		"TENANT_GRAPHURL":      &c.Tenant.GraphURL,
-		"TENANT_AUTHORITYHOST": &c.Tenant.AuthorityHost,
-		"TENANT_CAFILE":        &c.Tenant.CAFile,
-		"NOTIFY_SENDER":        &c.Notify.Sender,
+		"NATS_URL":                &c.NATS.URL,
+		"NATS_CREDS":              &c.NATS.Creds,
+		"TENANT_ID":               &c.Tenant.ID,
+		"TENANT_GRAPHURL":         &c.Tenant.GraphURL,
+		"TENANT_AUTHORITYHOST":    &c.Tenant.AuthorityHost,
+		"TENANT_CAFILE":           &c.Tenant.CAFile,
+		"TENANT_POWERPLATFORMURL": &c.Tenant.PowerPlatformURL,
+		"NOTIFY_SENDER":           &c.Notify.Sender,
 	}
 	for k, p := range str {
 		if v := getenv("GUESTFLOW_" + k); v != "" {
