@@ -60,6 +60,7 @@ func start(t *testing.T, opts graphsim.Options) *system {
 	cfg := sim.Config()
 	cfg.Tenant.CAFile = ca
 	cfg.NATS.URL = ns.ClientURL()
+	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("the emulator's configuration is invalid: %v", err)
 	}

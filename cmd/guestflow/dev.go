@@ -114,6 +114,10 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 		creds = credentialsFromEnv()
 	}
 	cfg.NATS.URL = ns.ClientURL()
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 
 	nc, js, err := app.Connect(cfg.NATS.URL, "", "guestflow-dev")
 	if err != nil {

@@ -5,6 +5,7 @@ package invite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -28,16 +29,34 @@ type Directory interface {
 	AddGroupMember(ctx context.Context, groupID, userID string) error
 }
 
+// Memo is durable memory per onboarding: the step records whom it invited,
+// so a redelivered input neither invites again nor loses the redemption
+// link, which Graph cannot return later.
+type Memo interface {
+	Get(ctx context.Context, step, onboardingID string, v any) (bool, error)
+	Put(ctx context.Context, step, onboardingID string, v any) error
+}
+
+// found is the memo of one onboarding's user.
+type found struct {
+	UserID            string `json:"userId"`
+	UserPrincipalName string `json:"userPrincipalName"`
+	UserType          string `json:"userType"`
+	RedeemURL         string `json:"inviteRedeemUrl,omitempty"`
+	Existing          bool   `json:"existingUser"`
+}
+
 // Handler is the invite step.
 type Handler struct {
 	dir       Directory
+	memo      Memo
 	instances map[string]config.Instance
 	now       func() time.Time
 }
 
 // New returns the step.
-func New(dir Directory, instances map[string]config.Instance) *Handler {
-	return &Handler{dir: dir, instances: instances, now: time.Now}
+func New(dir Directory, memo Memo, instances map[string]config.Instance) *Handler {
+	return &Handler{dir: dir, memo: memo, instances: instances, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.joined.v1 and emits
@@ -51,18 +70,32 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if !ok {
 		return nil, failure.Permanent(failure.UnknownInstance, fmt.Errorf(
 			"instance %q is not configured (known: %s); fix the event or add the instance to the configuration, then replay",
-			j.Instance, strings.Join(names(h.instances), ", ")))
+			j.Instance, strings.Join(config.Config{Instances: h.instances}.InstanceNames(), ", ")))
 	}
 	j.ApplyDefaults(events.Defaults{Roles: inst.Roles, License: inst.License, URL: inst.URL})
 
-	out := events.Invited{Joined: j, GroupID: inst.SecurityGroupID}
-	if err := h.ensureUser(ctx, &out); err != nil {
+	onboarding := events.OnboardingID(in)
+	var u found
+	done, err := h.memo.Get(ctx, Name, onboarding, &u)
+	if err != nil {
 		return nil, err
 	}
-	if inst.SecurityGroupID != "" {
-		if err := h.dir.AddGroupMember(ctx, inst.SecurityGroupID, out.UserID); err != nil {
+	if !done {
+		if u, err = h.ensureUser(ctx, j); err != nil {
 			return nil, err
 		}
+		if err := h.memo.Put(ctx, Name, onboarding, u); err != nil {
+			return nil, err
+		}
+	}
+	if inst.SecurityGroupID != "" {
+		if err := h.addToGroup(ctx, j.Instance, inst.SecurityGroupID, u.UserID); err != nil {
+			return nil, err
+		}
+	}
+	out := events.Invited{
+		Joined: j, UserID: u.UserID, UserPrincipalName: u.UserPrincipalName, UserType: u.UserType,
+		InviteRedeemURL: u.RedeemURL, ExistingUser: u.Existing, GroupID: inst.SecurityGroupID,
 	}
 	next, err := events.Next(in, Name, events.TypeInvited, out, h.now())
 	return &next, err
@@ -71,31 +104,53 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 // ensureUser finds the user behind the address or invites one. A guest that
 // exists is invited again, which Graph answers with the same user and a
 // fresh redemption link; a member of the tenant needs no invitation at all.
-func (h *Handler) ensureUser(ctx context.Context, out *events.Invited) error {
-	found, err := h.dir.FindUserByMail(ctx, out.Email)
+func (h *Handler) ensureUser(ctx context.Context, j events.Joined) (found, error) {
+	users, err := h.dir.FindUserByMail(ctx, j.Email)
 	if err != nil {
-		return err
+		return found{}, err
 	}
-	if len(found) > 0 {
-		u := pick(found)
-		out.UserID, out.UserPrincipalName, out.ExistingUser = u.ID, u.UserPrincipalName, true
-		if !u.IsGuest() {
-			return nil
+	var u found
+	if len(users) > 0 {
+		match := pick(users)
+		u = found{UserID: match.ID, UserPrincipalName: match.UserPrincipalName, UserType: match.UserType, Existing: true}
+		if !match.IsGuest() {
+			return u, nil
 		}
 	}
-	inv, err := h.dir.Invite(ctx, out.Email, out.DisplayName, out.RedirectURL)
+	inv, err := h.dir.Invite(ctx, j.Email, j.DisplayName, j.RedirectURL)
 	if err != nil {
-		return err
+		return found{}, err
 	}
-	out.InviteRedeemURL = inv.RedeemURL
-	if out.UserID == "" {
-		u, err := h.dir.GetUser(ctx, inv.UserID)
+	u.RedeemURL = inv.RedeemURL
+	if u.UserID == "" {
+		// A user just created by the invitation may not be readable on
+		// every replica yet; the runtime retries that as replication lag.
+		created, err := h.dir.GetUser(ctx, inv.UserID)
 		if err != nil {
-			return err
+			return found{}, err
 		}
-		out.UserID, out.UserPrincipalName = u.ID, u.UserPrincipalName
+		u.UserID, u.UserPrincipalName, u.UserType = created.ID, created.UserPrincipalName, created.UserType
 	}
-	return nil
+	if u.UserType == "" {
+		u.UserType = "Guest"
+	}
+	return u, nil
+}
+
+// addToGroup adds the user to the instance's security group, which Dynamics
+// 365 uses to decide who may sync into the environment. Graph answers 404
+// naming the group when the group itself is missing: no retry fixes that.
+// Every other "does not exist" is the new user not replicated yet, which
+// the runtime retries.
+func (h *Handler) addToGroup(ctx context.Context, instance, groupID, userID string) error {
+	err := h.dir.AddGroupMember(ctx, groupID, userID)
+	var r *failure.Remote
+	if errors.As(err, &r) && r.Status == 404 && strings.Contains(r.Message, groupID) {
+		return failure.Permanent(failure.UnknownGroup, fmt.Errorf(
+			"security group %s of instance %q does not exist in the tenant; fix instances.%s.securityGroupId, then replay: %w",
+			groupID, instance, instance, err))
+	}
+	return err
 }
 
 // pick prefers a member over a guest when an address matches both, because
@@ -107,8 +162,4 @@ func pick(users []directory.User) directory.User {
 		}
 	}
 	return users[0]
-}
-
-func names(m map[string]config.Instance) []string {
-	return config.Config{Instances: m}.InstanceNames()
 }

@@ -24,19 +24,23 @@ type Mailer interface {
 	SendMail(ctx context.Context, m directory.Mail) error
 }
 
-// SentLog remembers which onboardings have been mailed, durably, so that a
-// redelivered input does not mail twice. Only a worker that dies between
-// sending and recording can cause a second mail.
-type SentLog interface {
-	// Sent returns when the onboarding was mailed, and false if never.
-	Sent(ctx context.Context, onboardingID string) (time.Time, bool, error)
-	Record(ctx context.Context, onboardingID string, at time.Time) error
+// Memo is durable memory per onboarding. The step records each mail it
+// sends, so a redelivered input does not mail twice; only a worker that
+// dies between sending and recording can cause a second mail.
+type Memo interface {
+	Get(ctx context.Context, step, onboardingID string, v any) (bool, error)
+	Put(ctx context.Context, step, onboardingID string, v any) error
+}
+
+// sent is the memo of one mail.
+type sent struct {
+	At time.Time `json:"at"`
 }
 
 // Handler is the notify step.
 type Handler struct {
 	mail      Mailer
-	log       SentLog
+	memo      Memo
 	sender    string
 	instances map[string]config.Instance
 	now       func() time.Time
@@ -44,8 +48,8 @@ type Handler struct {
 
 // New returns the step; sender is the mailbox the mail comes from and
 // instances give the URL the guest signs in at.
-func New(mail Mailer, log SentLog, sender string, instances map[string]config.Instance) *Handler {
-	return &Handler{mail: mail, log: log, sender: sender, instances: instances, now: time.Now}
+func New(mail Mailer, memo Memo, sender string, instances map[string]config.Instance) *Handler {
+	return &Handler{mail: mail, memo: memo, sender: sender, instances: instances, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.role_assigned.v1 and emits
@@ -67,10 +71,11 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	return &next, err
 }
 
-// send mails the user unless the log says it already happened.
+// send mails the user unless the memo says it already happened.
 func (h *Handler) send(ctx context.Context, onboardingID string, d events.RoleAssigned) (time.Time, error) {
-	if at, ok, err := h.log.Sent(ctx, onboardingID); err != nil || ok {
-		return at, err
+	var done sent
+	if ok, err := h.memo.Get(ctx, Name, onboardingID, &done); err != nil || ok {
+		return done.At, err
 	}
 	url := d.RedirectURL
 	if inst, ok := h.instances[d.Instance]; ok {
@@ -83,8 +88,8 @@ func (h *Handler) send(ctx context.Context, onboardingID string, d events.RoleAs
 	if err := h.mail.SendMail(ctx, directory.Mail{From: h.sender, To: d.Email, Subject: subject, HTML: html}); err != nil {
 		return time.Time{}, err
 	}
-	at := h.now()
-	if err := h.log.Record(ctx, onboardingID, at); err != nil {
+	at := h.now().UTC()
+	if err := h.memo.Put(ctx, Name, onboardingID, sent{At: at}); err != nil {
 		return time.Time{}, fmt.Errorf("mail sent but not recorded (a retry will send it again): %w", err)
 	}
 	return at, nil

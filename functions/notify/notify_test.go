@@ -2,9 +2,9 @@ package notify_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -21,16 +21,21 @@ func (o *outbox) SendMail(_ context.Context, m directory.Mail) error {
 	return nil
 }
 
-type memLog map[string]time.Time
+// memLog is an in-memory memo.
+type memLog map[string][]byte
 
-func (l memLog) Sent(_ context.Context, id string) (time.Time, bool, error) {
-	at, ok := l[id]
-	return at, ok, nil
+func (l memLog) Get(_ context.Context, step, id string, v any) (bool, error) {
+	b, ok := l[step+"."+id]
+	if !ok {
+		return false, nil
+	}
+	return true, json.Unmarshal(b, v)
 }
 
-func (l memLog) Record(_ context.Context, id string, at time.Time) error {
-	l[id] = at
-	return nil
+func (l memLog) Put(_ context.Context, step, id string, v any) error {
+	b, err := json.Marshal(v)
+	l[step+"."+id] = b
+	return err
 }
 
 var instances = map[string]config.Instance{"sales": {URL: "https://contoso-sales.crm4.dynamics.com"}}

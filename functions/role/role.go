@@ -8,6 +8,7 @@ package role
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -35,22 +36,26 @@ type Dataverse interface {
 	UserRoles(ctx context.Context, instanceURL, userID string) ([]dataverse.Role, error)
 	AssociateRole(ctx context.Context, instanceURL, userID, roleID string) error
 	SetInternalEmail(ctx context.Context, instanceURL, userID, email string) error
+	ForceSync(ctx context.Context, powerPlatformURL, environmentID, objectID string) error
 }
 
 // Handler is the role step.
 type Handler struct {
-	dv           Dataverse
-	instances    map[string]config.Instance
-	syncDeadline time.Duration
-	now          func() time.Time
+	dv            Dataverse
+	instances     map[string]config.Instance
+	powerPlatform string
+	syncDeadline  time.Duration
+	now           func() time.Time
 }
 
-// New returns the step; syncDeadline 0 means DefaultSyncDeadline.
-func New(dv Dataverse, instances map[string]config.Instance, syncDeadline time.Duration) *Handler {
+// New returns the step. powerPlatformURL is the admin API used to force the
+// sync into instances with an environmentId; syncDeadline 0 means
+// DefaultSyncDeadline.
+func New(dv Dataverse, instances map[string]config.Instance, powerPlatformURL string, syncDeadline time.Duration) *Handler {
 	if syncDeadline <= 0 {
 		syncDeadline = DefaultSyncDeadline
 	}
-	return &Handler{dv: dv, instances: instances, syncDeadline: syncDeadline, now: time.Now}
+	return &Handler{dv: dv, instances: instances, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.licensed.v1 and emits
@@ -65,16 +70,9 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 		return nil, failure.Permanent(failure.UnknownInstance, fmt.Errorf(
 			"instance %q is no longer configured; add it back, then replay", d.Instance))
 	}
-	su, err := h.dv.FindSystemUser(ctx, inst.URL, d.UserID)
+	su, err := h.systemUser(ctx, d.Instance, inst, d.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if su == nil {
-		// The sync runs on Microsoft's schedule; the runtime redelivers
-		// with a growing server-side delay until the deadline.
-		return nil, failure.Retry(failure.UserNotSynced, fmt.Errorf(
-			"user %s is not in %s's systemusers yet; check that they hold a license and, where the instance has one, are in its security group",
-			d.UserID, d.Instance), h.syncDeadline)
 	}
 	bu, err := h.dv.BusinessUnit(ctx, inst.URL, inst.BusinessUnit)
 	if err != nil {
@@ -93,6 +91,35 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	}
 	next, err := events.Next(in, Name, events.TypeRoleAssigned, out, h.now())
 	return &next, err
+}
+
+// systemUser finds the user's systemuser, forcing the sync first where the
+// instance has an environmentId. Until the user appears the step fails as
+// user_not_synced, which the runtime redelivers with a growing server-side
+// delay until the sync deadline.
+func (h *Handler) systemUser(ctx context.Context, name string, inst config.Instance, userID string) (*dataverse.SystemUser, error) {
+	su, err := h.dv.FindSystemUser(ctx, inst.URL, userID)
+	if err != nil || su != nil {
+		return su, err
+	}
+	notSynced := fmt.Sprintf("user %s is not in %s's systemusers yet; check that they hold a license and, where the instance has one, are in its security group",
+		userID, name)
+	if inst.EnvironmentID == "" {
+		return nil, failure.Retry(failure.UserNotSynced, errors.New(notSynced), h.syncDeadline)
+	}
+	if err := h.dv.ForceSync(ctx, h.powerPlatform, inst.EnvironmentID, userID); err != nil {
+		// Power Platform refuses (400/403) while the license or the group
+		// membership has not reached it yet: that is the same wait.
+		var r *failure.Remote
+		if errors.As(err, &r) && (r.Status == 400 || r.Status == 403) {
+			return nil, failure.Retry(failure.UserNotSynced, fmt.Errorf("%s; the forced sync said: %w", notSynced, err), h.syncDeadline)
+		}
+		return nil, err
+	}
+	if su, err = h.dv.FindSystemUser(ctx, inst.URL, userID); err != nil || su != nil {
+		return su, err
+	}
+	return nil, failure.Retry(failure.UserNotSynced, fmt.Errorf("%s, even after a forced sync", notSynced), h.syncDeadline)
 }
 
 // assign gives the user every named role it lacks and returns all of them.

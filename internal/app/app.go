@@ -19,7 +19,7 @@ import (
 	"github.com/guestflow/guestflow/internal/dataverse"
 	"github.com/guestflow/guestflow/internal/graph"
 	"github.com/guestflow/guestflow/internal/httpclient"
-	"github.com/guestflow/guestflow/internal/sentlog"
+	"github.com/guestflow/guestflow/internal/memo"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -55,22 +55,37 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	if err != nil {
 		return nil, err
 	}
+	// The memo is opened only by the steps that keep one, so that a
+	// license or role worker needs no key-value bucket.
+	var store *memo.Store
+	openMemo := func() (*memo.Store, error) {
+		if store != nil {
+			return store, nil
+		}
+		var err error
+		store, err = memo.Open(ctx, js)
+		return store, err
+	}
 	var steps []worker.Step
 	for _, n := range names {
 		var s worker.Step
 		switch n {
 		case invite.Name:
-			s = worker.Step{Subject: events.SubjectJoined, Handler: invite.New(gc, cfg.Instances)}
-		case license.Name:
-			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc)}
-		case role.Name:
-			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, hc), cfg.Instances, so.SyncDeadline)}
-		case notify.Name:
-			log, err := sentlog.Open(ctx, js)
+			m, err := openMemo()
 			if err != nil {
 				return nil, err
 			}
-			s = worker.Step{Subject: events.SubjectRoleAssigned, Handler: notify.New(gc, log, cfg.Notify.Sender, cfg.Instances)}
+			s = worker.Step{Subject: events.SubjectJoined, Handler: invite.New(gc, m, cfg.Instances)}
+		case license.Name:
+			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc)}
+		case role.Name:
+			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, hc), cfg.Instances, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
+		case notify.Name:
+			m, err := openMemo()
+			if err != nil {
+				return nil, err
+			}
+			s = worker.Step{Subject: events.SubjectRoleAssigned, Handler: notify.New(gc, m, cfg.Notify.Sender, cfg.Instances)}
 		default:
 			return nil, fmt.Errorf("unknown step %q (steps: invite, license, role, notify, all)", n)
 		}

@@ -166,18 +166,24 @@ func parseGUID(s string) (string, error) {
 	return s, nil
 }
 
-// do sends one Web API request and decodes a JSON answer into out (when not
-// nil). Failures become *failure.Remote with the service's status, error
-// code, message, x-ms-service-request-id and Retry-After.
+// do sends one Web API request to an environment, with a token for it.
 func (c *Client) do(ctx context.Context, op, method, instanceURL, path string, q url.Values, in, out any) error {
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{instanceURL + "/.default"}})
-	if err != nil {
-		return err
-	}
 	u := instanceURL + APIPath + path
 	if len(q) > 0 {
 		// The Web API wants %20 for spaces in $filter, not '+'.
 		u += "?" + strings.ReplaceAll(q.Encode(), "+", "%20")
+	}
+	return c.call(ctx, "dataverse", op, instanceURL+"/.default", method, u, in, out)
+}
+
+// call sends one JSON request with a bearer token for scope and decodes a
+// JSON answer into out (when not nil). Failures become *failure.Remote with
+// the service's status, error code, message, x-ms-service-request-id and
+// Retry-After.
+func (c *Client) call(ctx context.Context, service, op, scope, method, u string, in, out any) error {
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
+	if err != nil {
+		return err
 	}
 	var body io.Reader
 	if in != nil {
@@ -200,31 +206,34 @@ func (c *Client) do(ctx context.Context, op, method, instanceURL, path string, q
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &failure.Remote{Service: "dataverse", Op: op, Message: err.Error()}
+		return &failure.Remote{Service: service, Op: op, Message: err.Error()}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return &failure.Remote{Service: "dataverse", Op: op, Status: resp.StatusCode, Message: err.Error()}
+		return &failure.Remote{Service: service, Op: op, Status: resp.StatusCode, Message: err.Error()}
 	}
 	if resp.StatusCode >= 300 {
-		return remoteError(op, resp, raw)
+		return remoteError(service, op, resp, raw)
 	}
 	if out == nil || len(raw) == 0 {
 		return nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("dataverse: %s: decoding the answer: %w", op, err)
+		return fmt.Errorf("%s: %s: decoding the answer: %w", service, op, err)
 	}
 	return nil
 }
 
-func remoteError(op string, resp *http.Response, raw []byte) error {
+func remoteError(service, op string, resp *http.Response, raw []byte) error {
 	r := &failure.Remote{
-		Service:   "dataverse",
+		Service:   service,
 		Op:        op,
 		Status:    resp.StatusCode,
 		RequestID: resp.Header.Get("x-ms-service-request-id"),
+	}
+	if r.RequestID == "" {
+		r.RequestID = resp.Header.Get("x-ms-correlation-request-id")
 	}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		r.RetryAfter = time.Duration(s) * time.Second

@@ -15,11 +15,13 @@ import (
 // Reason codes of the Guestflow-Reason dead-letter header (contract §4).
 // They are stable: operators filter on them and alerts match them.
 const (
-	InvalidEvent      = "invalid_event"
-	UnknownInstance   = "unknown_instance"
-	UnknownSKU        = "unknown_sku"
-	NoLicenseSeats    = "no_license_seats"
-	UnknownRole       = "unknown_role"
+	InvalidEvent    = "invalid_event"
+	UnknownInstance = "unknown_instance"
+	UnknownSKU      = "unknown_sku"
+	NoLicenseSeats  = "no_license_seats"
+	UnknownRole     = "unknown_role"
+	// UnknownGroup: an instance's securityGroupId names no group.
+	UnknownGroup      = "unknown_group"
 	UserNotSynced     = "user_not_synced"
 	Throttled         = "throttled"
 	GraphError        = "graph_error"
@@ -65,7 +67,7 @@ func Retry(reason string, err error, deadline time.Duration) error {
 // Remote is a failed call to Microsoft Graph, Dataverse or the Power
 // Platform API, as the service answered it.
 type Remote struct {
-	Service    string // "graph", "dataverse" or "entra" (tokens)
+	Service    string // "graph", "dataverse", "powerplatform" or "entra" (tokens)
 	Op         string // what was attempted, e.g. "assign license"
 	Status     int    // HTTP status; 0 when no response arrived
 	Code       string // the error body's code
@@ -148,7 +150,7 @@ func remoteReason(r *Remote) string {
 		return Throttled
 	case r.Service == "entra":
 		return AuthFailed
-	case r.Service == "dataverse":
+	case r.Service == "dataverse" || r.Service == "powerplatform":
 		return DataverseError
 	default:
 		return GraphError

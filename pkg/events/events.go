@@ -79,8 +79,11 @@ type Invited struct {
 	UserPrincipalName string `json:"userPrincipalName"`
 	InviteRedeemURL   string `json:"inviteRedeemUrl,omitempty"`
 	// ExistingUser is true when the address already belonged to a user of
-	// the tenant, so no new invitation object was created.
+	// the tenant, so no new user was created.
 	ExistingUser bool `json:"existingUser"`
+	// UserType is "Guest", or "Member" for a person who already belongs to
+	// the tenant: a member is not invited and has no redemption link.
+	UserType string `json:"userType,omitempty"`
 	// GroupID is the instance's security group; absent without one.
 	GroupID string `json:"groupId,omitempty"`
 }

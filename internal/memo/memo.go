@@ -1,0 +1,81 @@
+// Package memo is the steps' durable memory, a NATS key-value bucket: what a
+// step did for an onboarding that it cannot ask Microsoft again. The invite
+// step remembers its invitation (a redemption link cannot be read back from
+// Graph, and inviting again would be a second invitation); the notify step
+// remembers that it mailed. A redelivered input — after a lost ack, a crash
+// or a replay — then repeats neither. It needs no server beyond the broker
+// the workers already use.
+package memo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket is the key-value bucket's name.
+const Bucket = "GUESTFLOW_MEMO"
+
+// Store is a memo backed by a JetStream key-value bucket.
+type Store struct{ kv jetstream.KeyValue }
+
+// Open creates or opens the bucket. History 1 and file storage: only the
+// latest record matters, and it must survive a broker restart.
+func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "guestflow: what each step did per onboarding (invitations, mails)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memo: %w", err)
+	}
+	return &Store{kv: kv}, nil
+}
+
+// Get loads what step recorded for onboardingID into v and reports whether
+// there was a record.
+func (s *Store) Get(ctx context.Context, step, onboardingID string, v any) (bool, error) {
+	e, err := s.kv.Get(ctx, key(step, onboardingID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("memo: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return false, fmt.Errorf("memo: record %s: %w", e.Key(), err)
+	}
+	return true, nil
+}
+
+// Put records v for step and onboardingID.
+func (s *Store) Put(ctx context.Context, step, onboardingID string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("memo: %w", err)
+	}
+	if _, err := s.kv.Put(ctx, key(step, onboardingID), b); err != nil {
+		return fmt.Errorf("memo: %w", err)
+	}
+	return nil
+}
+
+var plainID = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)
+
+// key is "<step>.<id>", keeping ids readable where the key alphabet allows
+// (UUIDs do) and hashing the rest, since event ids are any non-empty string.
+func key(step, id string) string {
+	if !plainID.MatchString(id) {
+		sum := sha256.Sum256([]byte(id))
+		id = "h_" + hex.EncodeToString(sum[:16])
+	}
+	return step + "." + id
+}
