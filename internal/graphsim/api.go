@@ -11,9 +11,20 @@ import (
 	"github.com/google/uuid"
 )
 
-// call is one Graph or Dataverse API request on its way through the
-// pipeline: the handlers read the request from it and answer through it, so
-// every answer carries the right ids and error shape for its API.
+// apiKind says which Microsoft API a request is for; each has its own
+// audience, ids in headers and error shape.
+type apiKind int
+
+const (
+	apiGraph     apiKind = iota
+	apiDataverse         // an instance's Web API
+	apiBAP               // the Power Platform admin API (api.bap.microsoft.com)
+)
+
+// call is one Graph, Dataverse or Power Platform admin API request on its
+// way through the pipeline: the handlers read the request from it and
+// answer through it, so every answer carries the right ids and error shape
+// for its API.
 type call struct {
 	s         *Sim
 	w         *recorder
@@ -21,6 +32,7 @@ type call struct {
 	rt        *route
 	params    map[string]string
 	dataverse bool
+	bap       bool
 	inst      *instance // Dataverse only
 	requestID string
 	clientID  string // client-request-id, echoed by Graph
@@ -28,16 +40,28 @@ type call struct {
 	now       time.Time
 }
 
-// serveAPI is the pipeline every Graph and Dataverse call goes through, in
-// Microsoft's order: latency, injected faults (before anything else, so a
-// fault never has a side effect), authentication, route, budget, handler.
-func (s *Sim) serveAPI(w *recorder, r *http.Request, dataverse bool) {
-	c := &call{s: s, w: w, r: r, dataverse: dataverse, requestID: uuid.NewString()}
+// serveAPI is the pipeline every Graph, Dataverse and Power Platform admin
+// call goes through, in Microsoft's order: latency, injected faults (before
+// anything else, so a fault never has a side effect), authentication,
+// route, api-version (admin API), budget, handler.
+func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
+	dataverse := kind == apiDataverse
+	c := &call{s: s, w: w, r: r, dataverse: dataverse, bap: kind == apiBAP, requestID: uuid.NewString()}
 	h := w.Header()
-	if dataverse {
+	switch kind {
+	case apiDataverse:
 		h.Set("x-ms-service-request-id", c.requestID)
 		h.Set("OData-Version", "4.0")
-	} else {
+	case apiBAP:
+		// Power Platform services answer with their own request id and
+		// echo the caller's correlation id, as ARM does.
+		corr := r.Header.Get("x-ms-correlation-request-id")
+		if corr == "" {
+			corr = c.requestID
+		}
+		h.Set("x-ms-service-request-id", c.requestID)
+		h.Set("x-ms-correlation-request-id", corr)
+	default:
 		c.clientID = r.Header.Get("client-request-id")
 		if c.clientID == "" {
 			c.clientID = c.requestID
@@ -48,8 +72,11 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, dataverse bool) {
 
 	rt, params, methodOK := matchRoute(r.Method, r.URL.EscapedPath())
 	key := r.Method + " /v1.0/*"
-	if dataverse {
+	switch kind {
+	case apiDataverse:
 		key = r.Method + " " + dvPrefix + "/*"
+	case apiBAP:
+		key = r.Method + " " + bapPrefix + "/*"
 	}
 	if rt != nil {
 		key = r.Method + " " + rt.pattern
@@ -57,7 +84,7 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, dataverse bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			if !w.wrote {
-				c.fail(http.StatusInternalServerError, c.pick("generalException", "0x80040216"), fmt.Sprintf("graphsim bug: %v", p))
+				c.fail(http.StatusInternalServerError, c.pick("generalException", "0x80040216", "InternalServerError"), fmt.Sprintf("graphsim bug: %v", p))
 			}
 		}
 		if !w.canceled {
@@ -89,8 +116,11 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, dataverse bool) {
 		return
 	case !methodOK:
 		c.w.Header().Set("Allow", strings.Join(allowedMethods(rt.pattern), ", "))
-		c.fail(http.StatusMethodNotAllowed, c.pick("Request_BadRequest", "0x80060888"),
+		c.fail(http.StatusMethodNotAllowed, c.pick("Request_BadRequest", "0x80060888", "MethodNotAllowed"),
 			fmt.Sprintf("The HTTP method '%s' is not allowed for the request target '%s'.", r.Method, r.URL.Path))
+		return
+	}
+	if c.bap && !c.checkAPIVersion() {
 		return
 	}
 	c.rt, c.params = rt, params
@@ -116,13 +146,17 @@ func (s *Sim) sleep(ctx context.Context) bool {
 }
 
 // notFound answers a path no route knows: Graph says 400 "Resource not
-// found for the segment", Dataverse 404 with the same sentence.
+// found for the segment", Dataverse and the admin API 404.
 func (c *call) notFound() {
 	seg := c.r.URL.Path
 	if segs, ok := splitPath(c.r.URL.EscapedPath()); ok {
 		seg = segs[len(segs)-1]
 	}
 	msg := fmt.Sprintf("Resource not found for the segment '%s'.", seg)
+	if c.bap {
+		c.fail(http.StatusNotFound, "NotFound", fmt.Sprintf("The requested resource '%s' was not found.", c.r.URL.Path))
+		return
+	}
 	if c.dataverse {
 		c.fail(http.StatusNotFound, "0x8006088a", msg)
 		return
@@ -130,10 +164,14 @@ func (c *call) notFound() {
 	c.fail(http.StatusBadRequest, "BadRequest", msg)
 }
 
-// pick chooses between the Graph and the Dataverse spelling of something.
-func (c *call) pick(graph, dataverse string) string {
-	if c.dataverse {
+// pick chooses between the Graph, the Dataverse and the Power Platform
+// admin API spelling of something.
+func (c *call) pick(graph, dataverse, bap string) string {
+	switch {
+	case c.dataverse:
 		return dataverse
+	case c.bap:
+		return bap
 	}
 	return graph
 }
@@ -154,6 +192,8 @@ func (c *call) reply(status int, v any) {
 	ct := "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 	if c.dataverse {
 		ct = "application/json; odata.metadata=minimal"
+	} else if c.bap {
+		ct = "application/json; charset=utf-8"
 	}
 	c.w.Header().Set("Content-Type", ct)
 	writeBody(c.w, status, v)
@@ -163,10 +203,11 @@ func (c *call) reply(status int, v any) {
 func (c *call) empty(status int) { c.w.WriteHeader(status) }
 
 // fail writes the API's error shape. Graph's carries innerError with the
-// ids Microsoft support asks for; Dataverse's is just code and message. No
-// error is ever text/plain: kiota drops the status of a text error body.
+// ids Microsoft support asks for; Dataverse's and the admin API's are just
+// code and message. No error is ever text/plain: kiota drops the status of
+// a text error body.
 func (c *call) fail(status int, code, message string) {
-	if c.dataverse {
+	if c.dataverse || c.bap {
 		c.reply(status, map[string]any{"error": map[string]string{"code": code, "message": message}})
 		return
 	}

@@ -35,6 +35,8 @@ func (c *call) decode(dst any, allowed ...string) bool {
 	switch {
 	case c.dataverse:
 		code = "0x80060888"
+	case c.bap && status == http.StatusBadRequest:
+		code = "InvalidRequestContent"
 	case status == http.StatusRequestEntityTooLarge:
 		code = "RequestEntityTooLarge"
 	case status == http.StatusUnsupportedMediaType:

@@ -14,6 +14,10 @@ func (s *Sim) Config() config.Config {
 			ID:            s.opts.TenantID,
 			GraphURL:      base,
 			AuthorityHost: base + "/",
+			// The admin API is served here too; instances get no
+			// environmentId, so the forced sync is off until a caller sets
+			// one (EnvironmentID) and the normal path is the delayed sync.
+			PowerPlatformURL: base,
 		},
 		Notify:    config.Notify{Sender: SenderAddress},
 		Instances: map[string]config.Instance{},

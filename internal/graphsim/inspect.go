@@ -34,6 +34,7 @@ type Instance struct {
 	Name              string   `json:"name"`
 	URL               string   `json:"url"`
 	SecurityGroupID   *string  `json:"securityGroupId"` // null without a group
+	EnvironmentID     string   `json:"environmentId"`   // Power Platform environment id, for addUser
 	License           string   `json:"license"`
 	Roles             []string `json:"roles"`
 	LegacyEmailUpdate bool     `json:"legacyEmailUpdate"`
@@ -81,7 +82,7 @@ func (s *Sim) Instances() []Instance {
 	for _, name := range s.instanceNames() {
 		in := s.instances[name]
 		out = append(out, Instance{
-			Name: name, URL: s.URL() + "/instances/" + name, SecurityGroupID: nullable(in.groupID),
+			Name: name, URL: s.URL() + "/instances/" + name, SecurityGroupID: nullable(in.groupID), EnvironmentID: in.envID,
 			License: in.license, Roles: append([]string{}, in.roles...), LegacyEmailUpdate: in.legacy,
 		})
 	}

@@ -41,7 +41,7 @@ func TestInspectionFields(t *testing.T) {
 		path, keys string
 	}{
 		{"/users", "assignedLicenses,displayName,externalUserState,givenName,groups,id,invitationMessagesSent,mail,surname,usageLocation,userPrincipalName,userType"},
-		{"/instances", "legacyEmailUpdate,license,name,roles,securityGroupId,url"},
+		{"/instances", "environmentId,legacyEmailUpdate,license,name,roles,securityGroupId,url"},
 		{"/mail", "body,contentType,from,sentAt,subject,to"},
 		{"/instances/service/systemusers", "azureactivedirectoryobjectid,internalemailaddress,roles,systemuserid"},
 		{"/skus", "consumed,enabled,skuId,skuPartNumber"},
@@ -57,7 +57,7 @@ func TestInspectionFields(t *testing.T) {
 	for _, in := range instances {
 		name := in["name"].(string)
 		group, _ := in["securityGroupId"].(string)
-		if group != want[name] || in["url"] != e.s.URL()+"/instances/"+name {
+		if group != want[name] || in["url"] != e.s.URL()+"/instances/"+name || in["environmentId"] != e.s.EnvironmentID(name) || in["environmentId"] == "" {
 			t.Errorf("instance %v", in)
 		}
 	}
@@ -128,7 +128,8 @@ func TestConfigMatchesSeededTenant(t *testing.T) {
 		t.Fatalf("Config() does not validate: %v", err)
 	}
 	raw, _ := json.Marshal(c.Instances)
-	if c.Tenant.ID != DefaultTenantID || c.Tenant.GraphURL != e.s.URL() || c.Tenant.AuthorityHost != e.s.URL()+"/" || c.Notify.Sender != SenderAddress {
+	if c.Tenant.ID != DefaultTenantID || c.Tenant.GraphURL != e.s.URL() || c.Tenant.AuthorityHost != e.s.URL()+"/" ||
+		c.Tenant.PowerPlatformURL != e.s.URL() || c.Notify.Sender != SenderAddress {
 		t.Errorf("tenant %+v", c.Tenant)
 	}
 	want := map[string]config.Instance{
@@ -136,6 +137,7 @@ func TestConfigMatchesSeededTenant(t *testing.T) {
 		"service": {URL: e.s.URL() + "/instances/service", License: "DYN365_ENTERPRISE_CUSTOMER_SERVICE", Roles: []string{"Customer Service Representative"}},
 		"legacy":  {URL: e.s.URL() + "/instances/legacy", License: "DYN365_ENTERPRISE_PLAN1", Roles: []string{"Basic User"}, LegacyEmailUpdate: true},
 	}
+	// environmentId stays empty: the normal path is the delayed sync.
 	wantRaw, _ := json.Marshal(want)
 	if string(raw) != string(wantRaw) {
 		t.Errorf("instances\n got %s\nwant %s", raw, wantRaw)

@@ -25,6 +25,10 @@ type route struct {
 
 const dvPrefix = "/instances/{instance}/api/data/v9.2"
 
+// bapPrefix is the Power Platform admin API's root below the emulator's
+// URL, as below https://api.bap.microsoft.com.
+const bapPrefix = "/providers/Microsoft.BusinessAppPlatform"
+
 // apiRoutes are matched by hand rather than by ServeMux because Graph's
 // "$ref" and Dataverse's "systemusers(<id>)" segments are not ServeMux
 // wildcards, and because the stats key must be known before authentication.
@@ -47,6 +51,8 @@ var apiRoutes = []*route{
 	newRoute("POST", dvPrefix+"/systemusers({id})/systemuserroles_association/$ref", noBudget, (*call).associateRole),
 	newRoute("GET", dvPrefix+"/businessunits", noBudget, (*call).listBusinessUnits),
 	newRoute("GET", dvPrefix+"/roles", noBudget, (*call).listRoles),
+
+	newRoute("POST", bapPrefix+"/scopes/admin/environments/{id}/addUser", noBudget, (*call).bapAddUser),
 }
 
 func newRoute(method, pattern string, b budgetKind, h func(*call)) *route {

@@ -19,6 +19,16 @@ const (
 	SalesGroupID   = "5a1e5000-0000-4000-8000-00000000b001"
 )
 
+// Power Platform environment ids of the seeded instances, what the admin
+// API (BAP) names them by. Config() leaves instances' environmentId empty
+// so that the normal path is the delayed user sync; set one of these to
+// exercise the forced sync (addUser).
+const (
+	SalesEnvironmentID   = "e5a1e500-0000-4000-8000-00000000c001"
+	ServiceEnvironmentID = "e5e7f1ce-0000-4000-8000-00000000c002"
+	LegacyEnvironmentID  = "e1e6ac70-0000-4000-8000-00000000c003"
+)
+
 // SKU ids from Microsoft's licensing service plan reference (MICROSOFT.md).
 const (
 	SkuPlan1           = "ea126fc5-a19e-42e2-a731-da9d437bffcf" // DYN365_ENTERPRISE_PLAN1
@@ -39,6 +49,7 @@ func derivedID(parts ...string) string {
 // units and roles, which never change at run time.
 type instance struct {
 	name, groupID, license string
+	envID                  string   // Power Platform environment id
 	roles                  []string // configured for guestflow
 	legacy                 bool
 	rootBU, childBU        businessUnit
@@ -68,17 +79,17 @@ func (in *instance) role(id string) *role {
 // wrong copy and fails here.
 func seedInstances() map[string]*instance {
 	specs := []struct {
-		name, group, license, role string
-		legacy                     bool
+		name, env, group, license, role string
+		legacy                          bool
 	}{
-		{"sales", SalesGroupID, "DYN365_ENTERPRISE_SALES", "Salesperson", false},
-		{"service", "", "DYN365_ENTERPRISE_CUSTOMER_SERVICE", "Customer Service Representative", false},
-		{"legacy", "", "DYN365_ENTERPRISE_PLAN1", "Basic User", true},
+		{"sales", SalesEnvironmentID, SalesGroupID, "DYN365_ENTERPRISE_SALES", "Salesperson", false},
+		{"service", ServiceEnvironmentID, "", "DYN365_ENTERPRISE_CUSTOMER_SERVICE", "Customer Service Representative", false},
+		{"legacy", LegacyEnvironmentID, "", "DYN365_ENTERPRISE_PLAN1", "Basic User", true},
 	}
 	out := map[string]*instance{}
 	for _, sp := range specs {
 		in := &instance{
-			name: sp.name, groupID: sp.group, license: sp.license, roles: []string{sp.role}, legacy: sp.legacy,
+			name: sp.name, envID: sp.env, groupID: sp.group, license: sp.license, roles: []string{sp.role}, legacy: sp.legacy,
 			appUserID: derivedID("appuser", sp.name),
 			orgID:     derivedID("organization", sp.name),
 		}

@@ -81,7 +81,8 @@ func (s *Sim) baseURL(r *http.Request) string {
 // against it, as Graph only accepts tokens issued for itself.
 func origin(r *http.Request) string { return "https://" + strings.ToLower(r.Host) }
 
-// routes wires the four families of endpoints. API calls get their own
+// routes wires the five families of endpoints (Entra, Graph, Dataverse, the
+// Power Platform admin API, /_sim). API calls get their own
 // pipeline (api.go); Entra's endpoints, the instance landing pages and /_sim
 // are plain handlers on ServeMux.
 func (s *Sim) routes() http.Handler {
@@ -104,9 +105,11 @@ func (s *Sim) routes() http.Handler {
 		p := r.URL.Path
 		switch {
 		case strings.HasPrefix(p, "/v1.0/"):
-			s.serveAPI(rec, r, false)
+			s.serveAPI(rec, r, apiGraph)
 		case isDataversePath(p):
-			s.serveAPI(rec, r, true)
+			s.serveAPI(rec, r, apiDataverse)
+		case isBAPPath(p):
+			s.serveAPI(rec, r, apiBAP)
 		case strings.HasPrefix(p, "/_sim/"):
 			serveMux(inspect, rec, r)
 		default:

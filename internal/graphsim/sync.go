@@ -20,25 +20,35 @@ func (s *Sim) syncLocked(in *instance, now time.Time) *dvState {
 		if !ok || now.Before(ready) {
 			continue
 		}
-		su := &systemUser{
-			id:         derivedID("systemuser", in.name, u.id),
-			aadID:      u.id,
-			email:      u.mail,
-			fullName:   u.displayName,
-			domainName: u.upn,
-			buID:       in.rootBU.id,
-			roles:      []string{},
-		}
-		// Environments older than Dynamics 365 copy the guest's #EXT# UPN
-		// into the primary email; guestflow's role step fixes it.
-		if su.email == "" || in.legacy && u.userType == "Guest" {
-			su.email = u.upn
-		}
-		dv.byAAD[u.id] = su
-		dv.byID[su.id] = su
-		dv.order = append(dv.order, su)
+		dv.add(newSystemUser(in, u))
 	}
 	return dv
+}
+
+// newSystemUser is the row Dataverse creates for u in environment in, by
+// the background sync or by the admin API's addUser alike.
+func newSystemUser(in *instance, u *user) *systemUser {
+	su := &systemUser{
+		id:         derivedID("systemuser", in.name, u.id),
+		aadID:      u.id,
+		email:      u.mail,
+		fullName:   u.displayName,
+		domainName: u.upn,
+		buID:       in.rootBU.id,
+		roles:      []string{},
+	}
+	// Environments older than Dynamics 365 copy the guest's #EXT# UPN
+	// into the primary email; guestflow's role step fixes it.
+	if su.email == "" || in.legacy && u.userType == "Guest" {
+		su.email = u.upn
+	}
+	return su
+}
+
+func (dv *dvState) add(su *systemUser) {
+	dv.byAAD[su.aadID] = su
+	dv.byID[su.id] = su
+	dv.order = append(dv.order, su)
 }
 
 // syncReadyAt is when u's systemuser appears in the environment, if ever.

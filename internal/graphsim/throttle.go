@@ -128,14 +128,14 @@ func (s *Sim) injectFault(c *call) bool {
 	}
 	s.stats.count(func(st *stats) { st.faults++ })
 	type fault struct {
-		status          int
-		graph, dv, text string
+		status               int
+		graph, dv, bap, text string
 	}
 	faults := []fault{
-		{http.StatusTooManyRequests, "TooManyRequests", "0x80072322", "Too many requests (injected fault). Retry after the time in the Retry-After header."},
-		{http.StatusInternalServerError, "generalException", "0x80040216", "An unexpected error occurred (injected fault)."},
-		{http.StatusServiceUnavailable, "serviceNotAvailable", "0x80040216", "The service is temporarily unavailable (injected fault)."},
-		{http.StatusGatewayTimeout, "UnknownError", "0x80040216", "The gateway timed out (injected fault)."},
+		{http.StatusTooManyRequests, "TooManyRequests", "0x80072322", "TooManyRequests", "Too many requests (injected fault). Retry after the time in the Retry-After header."},
+		{http.StatusInternalServerError, "generalException", "0x80040216", "InternalServerError", "An unexpected error occurred (injected fault)."},
+		{http.StatusServiceUnavailable, "serviceNotAvailable", "0x80040216", "ServiceUnavailable", "The service is temporarily unavailable (injected fault)."},
+		{http.StatusGatewayTimeout, "UnknownError", "0x80040216", "GatewayTimeout", "The gateway timed out (injected fault)."},
 	}
 	f := faults[rand.IntN(len(faults))]
 	switch {
@@ -144,6 +144,6 @@ func (s *Sim) injectFault(c *call) bool {
 	case f.status == http.StatusServiceUnavailable && rand.IntN(2) == 0:
 		c.w.Header().Set("Retry-After", "1")
 	}
-	c.fail(f.status, c.pick(f.graph, f.dv), f.text)
+	c.fail(f.status, c.pick(f.graph, f.dv, f.bap), f.text)
 	return true
 }

@@ -95,9 +95,11 @@ func (s *Sim) verify(token, audience string, now time.Time) (claims, error) {
 }
 
 // authenticate requires a bearer token issued by this emulator for this
-// API's audience: Graph is the host itself, an instance is its URL. kiota
-// silently drops the Authorization header for hosts outside its allow list,
-// so answering 401 here is what makes that client mistake visible.
+// API's audience: Graph is the host itself, an instance is its URL, the
+// Power Platform admin API is https://service.powerapps.com/ (as at
+// Microsoft, whatever host serves it). kiota silently drops the
+// Authorization header for hosts outside its allow list, so answering 401
+// here is what makes that client mistake visible.
 func (c *call) authenticate() bool {
 	auth := c.r.Header.Get("Authorization")
 	token := ""
@@ -107,8 +109,11 @@ func (c *call) authenticate() bool {
 		token = "-" // present but not a bearer token
 	}
 	audience := origin(c.r)
-	if c.dataverse {
+	switch {
+	case c.dataverse:
 		audience += "/instances/" + c.inst.name
+	case c.bap:
+		audience = PowerAppsAudience
 	}
 	cl, err := c.s.verify(token, audience, c.s.now())
 	if err == nil {
@@ -116,6 +121,10 @@ func (c *call) authenticate() bool {
 		return true
 	}
 	authority := c.base() + "/" + c.s.opts.TenantID + "/oauth2/authorize"
+	if c.bap {
+		c.bapUnauthorized(authority, err, cl.Aud)
+		return false
+	}
 	if c.dataverse {
 		c.w.Header().Set("WWW-Authenticate", fmt.Sprintf("Bearer authorization_uri=%s, resource_id=%s/", authority, audience))
 		c.fail(http.StatusUnauthorized, "0x80072560", "The user is not authenticated: "+err.Error())
@@ -245,8 +254,10 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // resourceOf turns the scope parameter into the token audience. MSAL adds
 // openid, offline_access and profile; what remains must be exactly one
-// "<resource>/.default" naming Graph (the emulator's origin) or one of its
-// instances. It returns a non-zero AADSTS code when the scope is unusable.
+// "<resource>/.default" naming Graph (the emulator's origin), one of its
+// instances, or the Power Platform admin API (service.powerapps.com, a
+// Microsoft host the emulator stands in for). It returns a non-zero AADSTS
+// code when the scope is unusable.
 func (s *Sim) resourceOf(scope string, r *http.Request) (aud string, code int, msg string) {
 	if strings.TrimSpace(scope) == "" {
 		return "", 900144, "The request body must contain the following parameter: 'scope'."
@@ -271,6 +282,9 @@ func (s *Sim) resourceOf(scope string, r *http.Request) (aud string, code int, m
 		return invalid(resources[0])
 	}
 	resource := strings.TrimSuffix(resources[0], "/.default")
+	if aud, ok := powerAppsResource(resource); ok {
+		return aud, 0, ""
+	}
 	u, err := url.Parse(resource)
 	notFound := func() (string, int, string) {
 		return "", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", resource, TenantDomain)

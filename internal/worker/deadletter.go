@@ -33,9 +33,10 @@ func (w *runner) deadLetter(ctx context.Context, d delivery, v failure.Verdict, 
 	log := w.log.With("onboardingid", d.onboardingID, "reason", v.Reason)
 	h := nats.Header{}
 	for k, vs := range d.msg.Headers() {
-		// A replayed dead letter still carries the previous failure's
-		// headers and its own message id; neither belongs to this one.
-		if k == nats.MsgIdHdr || strings.HasPrefix(k, "Guestflow-") {
+		// Control headers (Nats-Msg-Id, Nats-Expected-…) belonged to the
+		// input's own publish, and a replayed input still carries the
+		// previous failure's headers; neither belongs to this dead letter.
+		if strings.HasPrefix(k, "Nats-") || strings.HasPrefix(k, "Guestflow-") {
 			continue
 		}
 		h[k] = append([]string(nil), vs...)

@@ -68,7 +68,7 @@ func (o *Options) SetDefaults() {
 func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
 	o.SetDefaults()
 	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
-		return err
+		return stopped(ctx, err)
 	}
 	cons, err := js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
 		Durable:       step.Name,
@@ -83,11 +83,11 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", step.Name, err)
+		return stopped(ctx, fmt.Errorf("consumer %s: %w", step.Name, err))
 	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(o.Concurrency))
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", step.Name, err)
+		return stopped(ctx, fmt.Errorf("consume %s: %w", step.Name, err))
 	}
 	go func() { <-ctx.Done(); iter.Stop() }()
 
@@ -115,4 +115,12 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 			w.process(context.WithoutCancel(ctx), msg)
 		}()
 	}
+}
+
+// stopped reports err unless it is only the shutdown arriving during start.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
