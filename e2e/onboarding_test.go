@@ -212,6 +212,32 @@ func TestOnboardsEveryInstance(t *testing.T) {
 	if dl := s.deadLetters(); len(dl) != 0 {
 		t.Errorf("dead letters: %v", dl)
 	}
+	// The procedure's calls and nothing else: in particular no mailbox
+	// approval or server-side sync profile, which B2B guests cannot have.
+	allowed := map[string]bool{
+		"GET /v1.0/users": true, "GET /v1.0/users/{id}": true, "POST /v1.0/invitations": true,
+		"POST /v1.0/groups/{id}/members/$ref": true, "PATCH /v1.0/users/{id}": true,
+		"GET /v1.0/subscribedSkus": true, "GET /v1.0/users/{id}/licenseDetails": true,
+		"POST /v1.0/users/{id}/assignLicense": true, "POST /v1.0/users/{id}/sendMail": true,
+		"GET /instances/{instance}/api/data/v9.2/systemusers":                                         true,
+		"GET /instances/{instance}/api/data/v9.2/businessunits":                                       true,
+		"GET /instances/{instance}/api/data/v9.2/roles":                                               true,
+		"GET /instances/{instance}/api/data/v9.2/systemusers({id})/systemuserroles_association":       true,
+		"POST /instances/{instance}/api/data/v9.2/systemusers({id})/systemuserroles_association/$ref": true,
+		"PATCH /instances/{instance}/api/data/v9.2/systemusers({id})":                                 true,
+	}
+	var stats struct {
+		Calls map[string]map[string]int `json:"calls"`
+	}
+	s.inspect("/_sim/stats", &stats)
+	for route := range stats.Calls {
+		if !allowed[route] {
+			t.Errorf("unexpected call %s", route)
+		}
+	}
+	if n := stats.Calls["PATCH /instances/{instance}/api/data/v9.2/systemusers({id})"]["204"]; n != 1 {
+		t.Errorf("%d systemuser updates, want exactly the legacy email fix", n)
+	}
 }
 
 func mailTo(mails []simMail, to string) string {

@@ -22,6 +22,7 @@ type simFlags struct {
 	faultRate    float64
 	latency      time.Duration
 	syncDelay    time.Duration
+	replLag      time.Duration
 	seats        int
 }
 
@@ -38,6 +39,7 @@ func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
 	fl.Float64Var(&f.faultRate, "fault-rate", 0, "share of API calls answered 429/500/503/504 (0-1)")
 	fl.DurationVar(&f.latency, "latency", 0, "latency added to every API call")
 	fl.DurationVar(&f.syncDelay, "sync-delay", 2*time.Second, "delay before a licensed user appears in Dataverse")
+	fl.DurationVar(&f.replLag, "replication-lag", 0, "how long a just-invited user is invisible to group adds, updates and license assignment")
 	fl.IntVar(&f.seats, "seats", 1000, "enabled seats per license SKU")
 }
 
@@ -54,8 +56,8 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	if f.faultRate < 0 || f.faultRate > 1 {
 		return nil, fmt.Errorf("--fault-rate %v: must be between 0 and 1", f.faultRate)
 	}
-	if f.seats < 0 || f.syncDelay < 0 || f.latency < 0 {
-		return nil, fmt.Errorf("--seats, --sync-delay and --latency cannot be negative")
+	if f.seats < 0 || f.syncDelay < 0 || f.latency < 0 || f.replLag < 0 {
+		return nil, fmt.Errorf("--seats, --sync-delay, --latency and --replication-lag cannot be negative")
 	}
 	// In Options a zero means "the default"; on the command line it means zero.
 	syncDelay, seats := f.syncDelay, f.seats
@@ -68,7 +70,7 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	sim, err := graphsim.New(graphsim.Options{
 		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
 		WriteLimit: wl, InviteLimit: il, FaultRate: f.faultRate, Latency: f.latency,
-		SyncDelay: syncDelay, Seats: seats,
+		SyncDelay: syncDelay, Seats: seats, ReplicationLag: f.replLag,
 	})
 	if err != nil {
 		return nil, err
