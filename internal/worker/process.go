@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -47,7 +48,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if next != nil {
-		if err := w.publish(ctx, *next); err != nil {
+		if err := w.publish(ctx, *next, meta.NumDelivered); err != nil {
 			log.Warn("publishing next event failed; will retry", "err", err)
 			w.nak(d, log, w.o.Backoff(int(meta.NumDelivered)))
 			return
@@ -88,8 +89,10 @@ func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event) (*
 }
 
 // publish stores ev on its subject with Nats-Msg-Id = ev.ID() and waits for
-// the PubAck, so a retried publish of the same event is deduplicated.
-func (w *runner) publish(ctx context.Context, ev event.Event) error {
+// the PubAck, so a retried publish of the same event is deduplicated. The
+// Guestflow-Attempts header says how many deliveries of the input the step
+// needed, for `guestflow status`.
+func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) error {
 	subject, ok := events.Subject(ev.Type())
 	if !ok {
 		return fmt.Errorf("step %s produced unknown event type %q", w.step.Name, ev.Type())
@@ -99,6 +102,7 @@ func (w *runner) publish(ctx context.Context, ev event.Event) error {
 		return err
 	}
 	m := &nats.Msg{Subject: subject, Header: nats.Header(header), Data: body}
+	m.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
 	_, err = w.js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID()), jetstream.WithExpectStream(Stream))
 	return err
 }

@@ -163,6 +163,9 @@ func TestSuccessPublishesNextThenAcks(t *testing.T) {
 	if got := m.Headers().Get(nats.MsgIdHdr); got != ev.ID() {
 		t.Errorf("Nats-Msg-Id %q, want the event id %q", got, ev.ID())
 	}
+	if got := m.Headers().Get(worker.HeaderAttempts); got != "1" {
+		t.Errorf("Guestflow-Attempts %q, want 1", got)
+	}
 	if events.OnboardingID(ev) != "in-1" || ev.Source() != "guestflow/invite" {
 		t.Errorf("next event: onboardingid %q source %q", events.OnboardingID(ev), ev.Source())
 	}
