@@ -20,6 +20,7 @@ import (
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/graphsim"
 	"github.com/guestflow/guestflow/internal/httpclient"
+	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -43,8 +44,8 @@ type setup struct {
 	// wrap wraps a step's handler, e.g. to crash after its side effects.
 	wrap map[string]worker.Middleware
 	// worker tunes the runtime; Backoff and Logger have test defaults.
-	worker       worker.Options
-	syncDeadline time.Duration
+	worker worker.Options
+	steps  app.StepOptions
 }
 
 // start runs a broker, the emulator and all four workers; mods change the
@@ -52,9 +53,11 @@ type setup struct {
 func start(t *testing.T, opts graphsim.Options, mods ...func(*setup)) *system {
 	t.Helper()
 	su := setup{
-		wrap:         map[string]worker.Middleware{},
-		credentials:  app.Credentials{ClientID: graphsim.DefaultClientID, ClientSecret: graphsim.DefaultClientSecret},
-		syncDeadline: time.Minute,
+		wrap:        map[string]worker.Middleware{},
+		credentials: app.Credentials{ClientID: graphsim.DefaultClientID, ClientSecret: graphsim.DefaultClientSecret},
+		// The shared budget runs as in production, at a rate that does not
+		// slow the tests down.
+		steps: app.StepOptions{SyncDeadline: time.Minute, Throttle: &throttle.Options{WriteRate: 500, InviteRate: 500}},
 		worker: worker.Options{
 			Backoff: worker.Backoff(200*time.Millisecond, 2*time.Second),
 			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -101,7 +104,7 @@ func start(t *testing.T, opts graphsim.Options, mods ...func(*setup)) *system {
 	if err := worker.EnsureStreams(ctx, js, worker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	steps, err := app.BuildSteps(ctx, cfg, su.credentials, js, app.StepNames, app.StepOptions{SyncDeadline: su.syncDeadline})
+	steps, err := app.BuildSteps(ctx, cfg, su.credentials, js, app.StepNames, su.steps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,7 @@ func TestMissingSecurityGroup(t *testing.T) {
 }
 
 func TestUserNeverSyncedIsDeadLetteredAtTheDeadline(t *testing.T) {
-	s := start(t, graphsim.Options{SyncDelay: time.Hour}, func(su *setup) { su.syncDeadline = 2 * time.Second })
+	s := start(t, graphsim.Options{SyncDelay: time.Hour}, func(su *setup) { su.steps.SyncDeadline = 2 * time.Second })
 	s.publishJoined("sync-1", sales("ana@fabrikam.com"))
 	dl := s.awaitDeadLetter("role")
 	checkDeadLetter(t, dl, "role", failure.UserNotSynced, "sync-1", "not in sales's systemusers yet")
@@ -138,7 +138,7 @@ func TestUserNeverSyncedIsDeadLetteredAtTheDeadline(t *testing.T) {
 
 func TestForcedSyncSkipsTheWait(t *testing.T) {
 	s := start(t, graphsim.Options{SyncDelay: time.Hour}, func(su *setup) {
-		su.syncDeadline = 30 * time.Second
+		su.steps.SyncDeadline = 30 * time.Second
 		su.configure = func(c *config.Config, sim *graphsim.Sim) {
 			for _, name := range []string{"sales", "service"} {
 				in := c.Instances[name]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 )
 
@@ -22,6 +23,11 @@ type workerFlags struct {
 	maxAttempts  int
 	ackWait      time.Duration
 	syncDeadline time.Duration
+	throttleWait time.Duration
+	writeRate    float64
+	inviteRate   float64
+	coordinate   bool
+	sdkRetry     bool
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -29,11 +35,30 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "deliveries a retryable failure gets before it is dead-lettered")
 	cmd.Flags().DurationVar(&f.ackWait, "ack-wait", worker.DefaultAckWait, "how long the broker waits for an ack before redelivering")
 	cmd.Flags().DurationVar(&f.syncDeadline, "sync-deadline", 15*time.Minute, "how long the role step waits for the Dataverse user sync")
+	cmd.Flags().DurationVar(&f.throttleWait, "throttle-deadline", worker.DefaultThrottleDeadline, "how long an input may wait for Graph's budget (429s do not use up attempts)")
+	cmd.Flags().Float64Var(&f.writeRate, "write-rate", throttle.DefaultWriteRate,
+		"Graph identity writes per second for the whole tenant, shared by every worker through NATS (Microsoft allows 3000 per 150s per app)")
+	cmd.Flags().Float64Var(&f.inviteRate, "invite-rate", throttle.DefaultInviteRate,
+		"invitations per second for the whole tenant (Microsoft allows 150 per 5s)")
+	cmd.Flags().BoolVar(&f.coordinate, "coordinate", true,
+		"share the Graph budget and 429 pauses with the other workers through NATS; false leaves each worker on its own")
+	cmd.Flags().BoolVar(&f.sdkRetry, "sdk-retry", false, "let msgraph-sdk-go retry by itself as well (for comparisons only: retries multiply)")
+	_ = cmd.Flags().MarkHidden("sdk-retry")
+}
+
+// stepOptions are the step settings the flags give.
+func (f *workerFlags) stepOptions() app.StepOptions {
+	so := app.StepOptions{SyncDeadline: f.syncDeadline, SDKRetry: f.sdkRetry}
+	if f.coordinate {
+		so.Throttle = &throttle.Options{WriteRate: f.writeRate, InviteRate: f.inviteRate}
+	}
+	return so
 }
 
 func (f *workerFlags) options(g *globals) worker.Options {
 	return worker.Options{
 		Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, AckWait: f.ackWait, Logger: g.logger(),
+		ThrottleDeadline: f.throttleWait,
 	}
 }
 
@@ -79,7 +104,7 @@ func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, n
 		return err
 	}
 	defer nc.Close()
-	steps, err := app.BuildSteps(ctx, cfg, creds, js, names, app.StepOptions{SyncDeadline: f.syncDeadline})
+	steps, err := app.BuildSteps(ctx, cfg, creds, js, names, f.stepOptions())
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/guestflow/guestflow/internal/graph"
 	"github.com/guestflow/guestflow/internal/httpclient"
 	"github.com/guestflow/guestflow/internal/memo"
+	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -36,6 +37,11 @@ type Credentials struct{ ClientID, ClientSecret string }
 type StepOptions struct {
 	// SyncDeadline is how long the role step waits for the Dataverse sync.
 	SyncDeadline time.Duration
+	// Throttle shares the tenant's Graph budget with every other worker;
+	// nil leaves each worker on its own (the benchmark's baseline).
+	Throttle *throttle.Options
+	// SDKRetry turns kiota's retry handler on (the baseline only).
+	SDKRetry bool
 }
 
 // BuildSteps wires the named steps to Graph, Dataverse and the sent log.
@@ -51,7 +57,15 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	if err != nil {
 		return nil, fmt.Errorf("credential: %w", err)
 	}
-	gc, err := graph.New(cred, cfg.Tenant.GraphURL, hc)
+	gopts := graph.Options{SDKRetry: so.SDKRetry}
+	if so.Throttle != nil {
+		gate, err := throttle.Open(ctx, js, *so.Throttle)
+		if err != nil {
+			return nil, err
+		}
+		gopts.Wrap = gate.Transport
+	}
+	gc, err := graph.New(cred, cfg.Tenant.GraphURL, hc, gopts)
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,8 @@ type Error struct {
 	// failure: keep retrying until this long after the input was first
 	// published (the role step's wait for the Dataverse sync).
 	Deadline time.Duration
+	// After is the delay before the retry, when the failure knows it.
+	After time.Duration
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
@@ -62,6 +64,14 @@ func Permanent(reason string, err error) error {
 // after the input was first published (0: the runtime's attempt limit).
 func Retry(reason string, err error, deadline time.Duration) error {
 	return &Error{Reason: reason, Err: err, Deadline: deadline}
+}
+
+// Throttle marks a call that was not made because the tenant's shared
+// Graph budget says to wait: retry after after. Throttling is bounded by the
+// runtime's throttle deadline, not by attempts, because waiting for budget
+// is not failing.
+func Throttle(err error, after time.Duration) error {
+	return &Error{Reason: Throttled, Err: err, After: after}
 }
 
 // Remote is a failed call to Microsoft Graph, Dataverse or the Power
@@ -126,6 +136,9 @@ func Classify(err error) Verdict {
 		v.Retryable = !e.permanent
 		v.Reason = e.Reason
 		v.Deadline = e.Deadline
+		if e.After > 0 {
+			v.After = e.After
+		}
 	}
 	return v
 }

@@ -24,6 +24,16 @@ type Client struct {
 	base string
 }
 
+// Options tune the client.
+type Options struct {
+	// Wrap wraps the network transport, e.g. with the tenant's shared
+	// write budget (package throttle).
+	Wrap func(http.RoundTripper) http.RoundTripper
+	// SDKRetry turns kiota's own retry handler back on (3 retries on
+	// 429/503/504). Only the benchmark's baseline wants that.
+	SDKRetry bool
+}
+
 // New returns a Graph client for graphURL (https://graph.microsoft.com or
 // the emulator's URL) using cred for tokens and hc for transport.
 //
@@ -32,7 +42,7 @@ type Client struct {
 // the only retry layer and a throttled call is not repeated behind its
 // back. Request compression is off too: with retries it could label a plain
 // body as gzip (kiota-http-go issue 183), and the bodies are tiny.
-func New(cred azcore.TokenCredential, graphURL string, hc *http.Client) (*Client, error) {
+func New(cred azcore.TokenCredential, graphURL string, hc *http.Client, o Options) (*Client, error) {
 	u, err := url.Parse(graphURL)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("graph: bad URL %q", graphURL)
@@ -45,10 +55,12 @@ func New(cred azcore.TokenCredential, graphURL string, hc *http.Client) (*Client
 	if err != nil {
 		return nil, fmt.Errorf("graph: %w", err)
 	}
-	middlewares, err := kiotahttp.GetDefaultMiddlewaresWithOptions(
-		&kiotahttp.RetryHandlerOptions{ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool { return false }},
-		kiotahttp.NewCompressionOptionsReference(false),
-	)
+	retry := &kiotahttp.RetryHandlerOptions{ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool { return false }}
+	if o.SDKRetry {
+		retry = &kiotahttp.RetryHandlerOptions{MaxRetries: 3, DelaySeconds: 3,
+			ShouldRetry: func(time.Duration, int, *http.Request, *http.Response) bool { return true }}
+	}
+	middlewares, err := kiotahttp.GetDefaultMiddlewaresWithOptions(retry, kiotahttp.NewCompressionOptionsReference(false))
 	if err != nil {
 		return nil, fmt.Errorf("graph: %w", err)
 	}
@@ -58,6 +70,9 @@ func New(cred azcore.TokenCredential, graphURL string, hc *http.Client) (*Client
 	parent := hc.Transport
 	if parent == nil {
 		parent = http.DefaultTransport
+	}
+	if o.Wrap != nil {
+		parent = o.Wrap(parent)
 	}
 	client := &http.Client{
 		Transport:     kiotahttp.NewCustomTransportWithParentTransport(parent, middlewares...),

@@ -21,7 +21,8 @@ func remote(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if asRemote(err) != nil { // already classified, e.g. a token failure
+	var marked *failure.Error
+	if asRemote(err) != nil || errors.As(err, &marked) { // already classified: a token failure, the write budget
 		return err
 	}
 	r := &failure.Remote{Service: "graph", Op: op, Message: err.Error()}

@@ -111,6 +111,9 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 func (w *runner) fail(ctx context.Context, d delivery, log *slog.Logger, err error) {
 	v := failure.Classify(err)
 	attempts := int(d.meta.NumDelivered)
+	if v.Retryable && v.Reason == failure.Throttled && v.Deadline == 0 {
+		v.Deadline = w.o.ThrottleDeadline
+	}
 	if v.Retryable {
 		exhausted := attempts >= w.o.MaxAttempts
 		if v.Deadline > 0 {

@@ -24,6 +24,11 @@ type Options struct {
 	Concurrency int
 	// StepTimeout bounds one call of the step.
 	StepTimeout time.Duration
+	// ThrottleDeadline bounds how long an input may wait for Graph's
+	// budget (429s and the shared write budget), measured from when it was
+	// published. Throttling does not use up attempts: under overload an
+	// input may be told to wait many times without anything being wrong.
+	ThrottleDeadline time.Duration
 	// Backoff gives the redelivery delay after a failed attempt when the
 	// service did not name one with Retry-After.
 	Backoff func(attempt int) time.Duration
@@ -35,6 +40,8 @@ type Options struct {
 const (
 	DefaultAckWait     = 30 * time.Second
 	DefaultMaxAttempts = 10
+	// DefaultThrottleDeadline matches the contract's 15 minutes for waits.
+	DefaultThrottleDeadline = 15 * time.Minute
 )
 
 // SetDefaults fills zero fields.
@@ -47,6 +54,9 @@ func (o *Options) SetDefaults() {
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
+	}
+	if o.ThrottleDeadline <= 0 {
+		o.ThrottleDeadline = DefaultThrottleDeadline
 	}
 	if o.StepTimeout <= 0 {
 		o.StepTimeout = 2 * time.Minute

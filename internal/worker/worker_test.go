@@ -300,3 +300,21 @@ func TestDeadlineReplacesAttemptLimit(t *testing.T) {
 		t.Errorf("only %d attempts: the deadline, not MaxAttempts, must bound a sync wait", calls.Load())
 	}
 }
+
+func TestThrottlingDoesNotUseUpAttempts(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	o := fast
+	o.MaxAttempts = 2
+	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
+		if calls.Add(1) <= 4 {
+			return nil, failure.Throttle(errors.New("write budget spent"), 20*time.Millisecond)
+		}
+		return emitInvited(ctx, in)
+	}), o)
+	h.publishJoined("in-8")
+	h.next(worker.Stream, events.SubjectInvited)
+	if n := h.count(worker.DLQStream, worker.DLQPrefix+"invite"); n != 0 || calls.Load() != 5 {
+		t.Errorf("%d dead letters after %d calls: waiting for budget must not count as failed attempts", n, calls.Load())
+	}
+}

@@ -1,0 +1,273 @@
+// Package throttle shares one Microsoft Graph budget among every worker of a
+// tenant — replicas of a step and the different steps alike — through a NATS
+// key-value bucket, so that no extra server is needed.
+//
+// Graph budgets identity writes per app and tenant (3,000 per 2.5 minutes)
+// and invitations per tenant (150 per 5 seconds). Workers that each retry on
+// their own turn overload into a storm of 429s. The Gate does two things:
+//
+//   - it paces writes below a configured rate, with GCRA ("virtual
+//     scheduling") over a shared theoretical arrival time that workers
+//     advance by compare-and-set, so the tenant-wide rate holds whatever the
+//     number of replicas;
+//   - when Graph answers 429 anyway, it records Retry-After in the bucket and
+//     every worker stops writing until then, instead of each learning it
+//     from a 429 of its own.
+//
+// A short wait for a slot is slept in place (it is pacing, measured in
+// milliseconds); a longer one is returned as failure.Throttle so that the
+// runtime hands the message back to the broker with that delay.
+package throttle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/failure"
+)
+
+// Bucket is the key-value bucket holding the shared budget state.
+const Bucket = "GUESTFLOW_THROTTLE"
+
+// Keys in the bucket: the theoretical arrival time of the next write and of
+// the next invitation, and the time until which writes are paused, all as
+// Unix nanoseconds.
+const (
+	keyWrites  = "graph.writes"
+	keyInvites = "graph.invitations"
+	keyPause   = "graph.pause"
+)
+
+// Defaults for Microsoft's published limits, with a tenth kept in reserve
+// for other applications' writes and for clock skew between workers:
+// 3,000 identity writes per 150 s is 20/s; 150 invitations per 5 s is 30/s.
+const (
+	DefaultWriteRate  = 18.0
+	DefaultInviteRate = 27.0
+)
+
+// Options configure a Gate.
+type Options struct {
+	// WriteRate is identity writes per second for the whole tenant; 0
+	// disables pacing (429s are still shared).
+	WriteRate float64
+	// InviteRate is invitations per second for the whole tenant; 0
+	// disables it.
+	InviteRate float64
+	// MaxWait is the longest pacing wait slept in place; longer waits are
+	// handed back to the broker. Default 2s.
+	MaxWait time.Duration
+}
+
+// Gate is one worker's view of the tenant's shared Graph budget.
+type Gate struct {
+	kv    jetstream.KeyValue
+	o     Options
+	pause atomic.Int64 // Unix ns; a local copy of keyPause kept by watch
+	now   func() time.Time
+}
+
+// Open creates or opens the bucket and starts following pauses until ctx
+// ends.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error) {
+	if o.MaxWait <= 0 {
+		o.MaxWait = 2 * time.Second
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "guestflow: the tenant's shared Graph write budget",
+		History:     1,
+		// Budget state is worthless after a broker restart: memory is enough.
+		Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("throttle: %w", err)
+	}
+	g := &Gate{kv: kv, o: o, now: time.Now}
+	w, err := kv.Watch(ctx, keyPause)
+	if err != nil {
+		return nil, fmt.Errorf("throttle: %w", err)
+	}
+	go g.follow(ctx, w)
+	return g, nil
+}
+
+// follow keeps the local pause in step with the bucket, so checking it costs
+// no round trip.
+func (g *Gate) follow(ctx context.Context, w jetstream.KeyWatcher) {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil { // end of the initial values
+				continue
+			}
+			if v, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
+				g.raisePause(v)
+			}
+		}
+	}
+}
+
+func (g *Gate) raisePause(until int64) {
+	for {
+		cur := g.pause.Load()
+		if until <= cur || g.pause.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// Kind is what a Graph request costs.
+type Kind int
+
+// Request kinds.
+const (
+	Free Kind = iota
+	Write
+	Invitation // a write that also counts against the invitation budget
+)
+
+// Acquire waits for budget for one request of kind k, or returns a
+// failure.Throttle error saying how long to wait when that is longer than
+// MaxWait or writes are paused.
+func (g *Gate) Acquire(ctx context.Context, k Kind) error {
+	if k == Free {
+		return nil
+	}
+	now := g.now()
+	if until := time.Unix(0, g.pause.Load()); until.After(now) {
+		d := until.Sub(now) + jitter(until.Sub(now))
+		return failure.Throttle(fmt.Errorf("graph writes are paused for %s after a 429", d.Round(time.Millisecond)), d)
+	}
+	var wait time.Duration
+	if k == Invitation && g.o.InviteRate > 0 {
+		d, err := g.reserve(ctx, keyInvites, g.o.InviteRate)
+		if err != nil {
+			return err
+		}
+		wait = d
+	}
+	if g.o.WriteRate > 0 {
+		d, err := g.reserve(ctx, keyWrites, g.o.WriteRate)
+		if err != nil {
+			return err
+		}
+		wait = max(wait, d)
+	}
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// errConflict means another worker advanced the key first.
+var errConflict = errors.New("throttle: concurrent update")
+
+// reserve takes the next slot of a rate on key and returns how long until
+// it starts. A slot further away than MaxWait is not taken: the caller is
+// told to come back instead, and the slot stays free for whoever is first
+// when it arrives.
+func (g *Gate) reserve(ctx context.Context, key string, rate float64) (time.Duration, error) {
+	interval := time.Duration(float64(time.Second) / rate)
+	for {
+		tat, rev, err := g.load(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		now := g.now().UnixNano()
+		start := max(tat, now)
+		wait := time.Duration(start - now)
+		if wait > g.o.MaxWait {
+			return 0, failure.Throttle(fmt.Errorf("the tenant's Graph budget of %.4g/s is taken for the next %s", rate, wait.Round(time.Millisecond)),
+				wait+jitter(wait))
+		}
+		err = g.store(ctx, key, start+int64(interval), rev)
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		return wait, err
+	}
+}
+
+func (g *Gate) load(ctx context.Context, key string) (int64, uint64, error) {
+	e, err := g.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("throttle: %w", err)
+	}
+	v, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("throttle: key %s: %w", key, err)
+	}
+	return v, e.Revision(), nil
+}
+
+// store sets key to v if it is still at revision rev (0: absent).
+func (g *Gate) store(ctx context.Context, key string, v int64, rev uint64) error {
+	val := []byte(strconv.FormatInt(v, 10))
+	var err error
+	if rev == 0 {
+		_, err = g.kv.Create(ctx, key, val)
+	} else {
+		_, err = g.kv.Update(ctx, key, val, rev)
+	}
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return errConflict
+	}
+	if err != nil {
+		return fmt.Errorf("throttle: %w", err)
+	}
+	return nil
+}
+
+// Pause stops every worker's writes for d, as a 429's Retry-After asks.
+func (g *Gate) Pause(ctx context.Context, d time.Duration) error {
+	until := g.now().Add(d).UnixNano()
+	g.raisePause(until)
+	for {
+		cur, rev, err := g.load(ctx, keyPause)
+		if err != nil {
+			return err
+		}
+		if cur >= until {
+			return nil
+		}
+		err = g.store(ctx, keyPause, until, rev)
+		if !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+}
+
+// jitter spreads the workers told to wait the same time over a tenth of
+// it, so they do not return in one burst.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d)/10 + 1))
+}

@@ -1,0 +1,143 @@
+package throttle_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/throttle"
+)
+
+// gates opens n gates on one broker, each over its own connection, like
+// replicas that share nothing but NATS.
+func gates(t *testing.T, n int, o throttle.Options) []*throttle.Gate {
+	t.Helper()
+	ns, err := broker.Start(broker.Options{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var out []*throttle.Gate
+	for range n {
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		g, err := throttle.Open(ctx, js, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func TestSharedRateHoldsAcrossReplicas(t *testing.T) {
+	const rate, n = 200.0, 120
+	gs := gates(t, 3, throttle.Options{WriteRate: rate, MaxWait: 5 * time.Second})
+	var mu sync.Mutex
+	var times []time.Time
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gs[i%len(gs)].Acquire(context.Background(), throttle.Write); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			times = append(times, time.Now())
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if elapsed := time.Since(start); elapsed < time.Duration(float64(n-1)/rate*float64(time.Second))*9/10 {
+		t.Errorf("%d writes at %.0f/s took only %s across three replicas", n, rate, elapsed)
+	}
+	// No quarter second may hold more than the rate allows, give or take
+	// the slack of timers on a loaded machine (a late wake-up moves a
+	// write into the next window).
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	const window, allowed = 250 * time.Millisecond, int(rate/4*1.2) + 2
+	for i := range times {
+		j := i
+		for j < len(times) && times[j].Sub(times[i]) < window {
+			j++
+		}
+		if j-i > allowed {
+			t.Fatalf("%d writes within %s at %s, want at most %d", j-i, window, times[i].Sub(start), allowed)
+		}
+	}
+}
+
+func TestLongWaitIsHandedBack(t *testing.T) {
+	g := gates(t, 1, throttle.Options{WriteRate: 1, MaxWait: 100 * time.Millisecond})[0]
+	if err := g.Acquire(context.Background(), throttle.Write); err != nil {
+		t.Fatal(err)
+	}
+	err := g.Acquire(context.Background(), throttle.Write)
+	v := failure.Classify(err)
+	if err == nil || !v.Retryable || v.Reason != failure.Throttled || v.After < 900*time.Millisecond || v.After > 1200*time.Millisecond {
+		t.Fatalf("second write at 1/s: %v (verdict %+v), want a throttled retry after ~1s", err, v)
+	}
+	if err := g.Acquire(context.Background(), throttle.Free); err != nil {
+		t.Errorf("reads are not budgeted: %v", err)
+	}
+}
+
+func TestPauseReachesEveryReplica(t *testing.T) {
+	gs := gates(t, 2, throttle.Options{})
+	if err := gs[0].Pause(context.Background(), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := gs[1].Acquire(context.Background(), throttle.Invitation)
+		var fe *failure.Error
+		if errors.As(err, &fe) {
+			if v := failure.Classify(err); v.After < time.Second || v.Reason != failure.Throttled {
+				t.Errorf("paused replica told to wait %v (%s)", v.After, v.Reason)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica never saw the pause")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestKindOf(t *testing.T) {
+	tests := []struct {
+		method, path string
+		want         throttle.Kind
+	}{
+		{"POST", "/v1.0/invitations", throttle.Invitation},
+		{"PATCH", "/v1.0/users/6f1c", throttle.Write},
+		{"POST", "/v1.0/users/6f1c/assignLicense", throttle.Write},
+		{"POST", "/v1.0/groups/5a1e/members/$ref", throttle.Write},
+		{"POST", "/v1.0/users/onboarding@contoso.com/sendMail", throttle.Free},
+		{"GET", "/v1.0/users", throttle.Free},
+		{"GET", "/v1.0/users/6f1c", throttle.Free},
+		{"GET", "/v1.0/subscribedSkus", throttle.Free},
+	}
+	for _, tt := range tests {
+		if got := throttle.KindOf(tt.method, tt.path); got != tt.want {
+			t.Errorf("KindOf(%s %s) = %v, want %v", tt.method, tt.path, got, tt.want)
+		}
+	}
+}
