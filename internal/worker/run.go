@@ -62,7 +62,7 @@ func (o *Options) SetDefaults() {
 		o.StepTimeout = 2 * time.Minute
 	}
 	if o.Backoff == nil {
-		o.Backoff = Backoff(time.Second, 2*time.Minute)
+		o.Backoff = Backoff(500*time.Millisecond, 2*time.Minute)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -1,0 +1,414 @@
+// Package bench measures guestflow under Graph's write budget: N onboardings
+// published at once against the emulator with a scaled budget, worked off by
+// worker processes that share nothing but NATS and the emulator. It runs the
+// same load twice — guestflow as shipped, and a baseline with msgraph-sdk-go's
+// own retry and no coordination — so the numbers can be compared.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/app"
+	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/graphsim"
+	"github.com/guestflow/guestflow/internal/worker"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+// Options describe one benchmark.
+type Options struct {
+	// N is the number of onboardings.
+	N int
+	// Replicas is the number of worker processes, each running all four
+	// steps: every step has Replicas replicas.
+	Replicas int
+	// WriteLimit is the emulator's identity-write budget.
+	WriteLimit graphsim.Limit
+	// WriteRate is the shared rate guestflow paces writes to; 0 means 95 %
+	// of WriteLimit.
+	WriteRate float64
+	// SyncDelay is the emulator's Dataverse sync delay.
+	SyncDelay time.Duration
+	// Concurrency is each worker's messages in flight.
+	Concurrency int
+	// Exe is the guestflow binary that runs the workers.
+	Exe string
+	// Timeout bounds each run.
+	Timeout time.Duration
+	// Progress receives a line now and then; nil is quiet.
+	Progress io.Writer
+}
+
+// Result is one run's numbers, named as the issue asks.
+type Result struct {
+	Mode           string  `json:"mode"`
+	Onboarded      int     `json:"onboarded"`
+	MakespanS      float64 `json:"makespan_s"`
+	IdealS         float64 `json:"ideal_s"`
+	Ratio          float64 `json:"ratio"`
+	Writes         int     `json:"writes"`
+	Calls          int     `json:"calls"`
+	Throttled      int     `json:"throttled"`
+	ThrottledShare float64 `json:"throttled_share"`
+	DeadLetters    int     `json:"dead_letters"`
+	// DeadLetterReasons counts dead letters by step and reason.
+	DeadLetterReasons  map[string]int `json:"dead_letter_reasons,omitempty"`
+	P50S               float64        `json:"p50_s"`
+	P99S               float64        `json:"p99_s"`
+	CPUMsPerOnboarding float64        `json:"cpu_ms_per_onboarding"`
+}
+
+// Mode is how the workers treat Graph's budget.
+type Mode struct {
+	Name string
+	// Args are the extra `guestflow worker` flags of the mode.
+	Args []string
+}
+
+// Guestflow is guestflow as shipped: the shared, paced budget and one
+// retry layer.
+func Guestflow(rate float64) Mode {
+	return Mode{Name: "guestflow", Args: []string{"--write-rate", strconv.FormatFloat(rate, 'f', -1, 64), "--invite-rate", "0"}}
+}
+
+// Baseline is what a script on the SDK gets: msgraph-sdk-go's default retry
+// (three retries honouring Retry-After) and no coordination between
+// workers. guestflow's runtime still redelivers what the SDK gives up on.
+var Baseline = Mode{Name: "baseline", Args: []string{"--coordinate=false", "--sdk-retry"}}
+
+func (o *Options) setDefaults() {
+	if o.N <= 0 {
+		o.N = 1000
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 3
+	}
+	if o.WriteLimit.Unlimited() {
+		o.WriteLimit = graphsim.Limit{N: 100, Per: time.Second}
+	}
+	if o.WriteRate <= 0 {
+		o.WriteRate = 0.95 * o.budget()
+	}
+	if o.SyncDelay == 0 {
+		o.SyncDelay = 200 * time.Millisecond
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// budget is the emulator's write budget in writes per second.
+func (o *Options) budget() float64 { return float64(o.WriteLimit.N) / o.WriteLimit.Per.Seconds() }
+
+// Run runs the load once in mode, with a fresh broker and emulator.
+func Run(ctx context.Context, o Options, mode Mode) (Result, error) {
+	o.setDefaults()
+	dir, err := os.MkdirTemp("", "guestflow-bench-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	ns, err := broker.Start(broker.Options{Port: -1, StoreDir: filepath.Join(dir, "js")})
+	if err != nil {
+		return Result{}, err
+	}
+	defer ns.Shutdown()
+	sim, err := graphsim.New(graphsim.Options{WriteLimit: o.WriteLimit, SyncDelay: o.SyncDelay, Seats: 10 * o.N})
+	if err != nil {
+		return Result{}, err
+	}
+	if err := sim.Start("127.0.0.1:0"); err != nil {
+		return Result{}, err
+	}
+	defer sim.Close()
+	cfgPath, err := writeConfig(dir, sim, ns.ClientURL())
+	if err != nil {
+		return Result{}, err
+	}
+
+	nc, js, err := app.Connect(ns.ClientURL(), "", "guestflow-bench")
+	if err != nil {
+		return Result{}, err
+	}
+	defer nc.Close()
+	if err := worker.EnsureStreams(ctx, js, worker.StreamOptions{}); err != nil {
+		return Result{}, err
+	}
+	w := &watch{done: map[string]time.Time{}}
+	if err := w.subscribe(nc); err != nil {
+		return Result{}, err
+	}
+
+	procs, err := startWorkers(ctx, o, mode, cfgPath, ns.ClientURL(), dir)
+	if err != nil {
+		return Result{}, err
+	}
+	defer procs.kill()
+	if err := waitForConsumers(ctx, js); err != nil {
+		return Result{}, err
+	}
+
+	fmt.Fprintf(o.Progress, "%s: publishing %d onboardings to %d worker processes (write budget %d/%s)\n",
+		mode.Name, o.N, o.Replicas, o.WriteLimit.N, o.WriteLimit.Per)
+	t0 := time.Now()
+	if err := publish(ctx, js, o.N, mode.Name); err != nil {
+		return Result{}, err
+	}
+	last, err := w.wait(ctx, o.N, o.Progress, mode.Name, t0)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w (worker logs in %s)", mode.Name, err, dir)
+	}
+	cpu, err := procs.stop()
+	if err != nil {
+		return Result{}, err
+	}
+
+	st := sim.Stats()
+	r := Result{
+		Mode:      mode.Name,
+		Onboarded: len(w.done),
+		MakespanS: last.Sub(t0).Seconds(),
+		Writes:    st.Writes,
+		Calls:     st.Requests,
+		Throttled: st.Throttled,
+	}
+	r.IdealS = float64(st.Writes) / o.budget()
+	r.Ratio = r.MakespanS / r.IdealS
+	if r.Calls > 0 {
+		r.ThrottledShare = float64(r.Throttled) / float64(r.Calls)
+	}
+	r.DeadLetters, r.DeadLetterReasons = w.deadLetters()
+	r.P50S, r.P99S = w.percentiles(t0)
+	r.CPUMsPerOnboarding = float64(cpu.Milliseconds()) / float64(o.N)
+	return round(r), nil
+}
+
+func round(r Result) Result {
+	f := func(v float64) float64 { return math.Round(v*1000) / 1000 }
+	r.MakespanS, r.IdealS, r.Ratio = f(r.MakespanS), f(r.IdealS), f(r.Ratio)
+	r.ThrottledShare, r.P50S, r.P99S, r.CPUMsPerOnboarding = f(r.ThrottledShare), f(r.P50S), f(r.P99S), f(r.CPUMsPerOnboarding)
+	return r
+}
+
+// writeConfig writes what `graphsim --print-config` writes, pointed at the
+// run's broker.
+func writeConfig(dir string, sim *graphsim.Sim, natsURL string) (string, error) {
+	ca := filepath.Join(dir, "graphsim-ca.pem")
+	if err := os.WriteFile(ca, sim.CAPEM(), 0o644); err != nil {
+		return "", err
+	}
+	cfg := sim.Config()
+	cfg.Tenant.CAFile = ca
+	cfg.NATS.URL = natsURL
+	b, err := cfg.Marshal()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "guestflow.yaml")
+	return p, os.WriteFile(p, b, 0o644)
+}
+
+// waitForConsumers waits until the workers have created their consumers,
+// so the clock starts with everyone ready.
+func waitForConsumers(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range app.StepNames {
+		for {
+			if _, err := js.Consumer(ctx, worker.Stream, name); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("workers did not start: %w", ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// publish sends n joined events at once, spread over the seeded instances.
+func publish(ctx context.Context, js jetstream.JetStream, n int, run string) error {
+	instances := []string{"sales", "service", "legacy"}
+	var futures []jetstream.PubAckFuture
+	for i := range n {
+		j := events.Joined{
+			Email: fmt.Sprintf("guest%04d@%s.example", i, run), GivenName: "Guest", Surname: strconv.Itoa(i),
+			UsageLocation: "PT", Instance: instances[i%len(instances)],
+		}
+		ev, err := events.NewJoined(fmt.Sprintf("%s-%04d", run, i), "guestflow/bench", j, time.Now())
+		if err != nil {
+			return err
+		}
+		header, body, err := events.Encode(ev)
+		if err != nil {
+			return err
+		}
+		f, err := js.PublishMsgAsync(&nats.Msg{Subject: events.SubjectJoined, Header: nats.Header(header), Data: body},
+			jetstream.WithMsgID(ev.ID()))
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// watch records when each onboarding finished and counts dead letters.
+type watch struct {
+	mu      sync.Mutex
+	done    map[string]time.Time
+	dead    int
+	reasons map[string]int
+	last    time.Time
+}
+
+func (w *watch) subscribe(nc *nats.Conn) error {
+	if _, err := nc.Subscribe(events.SubjectOnboarded, func(m *nats.Msg) {
+		ev, err := events.Decode(m.Subject, m.Header, m.Data)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, seen := w.done[events.OnboardingID(ev)]; !seen {
+			w.done[events.OnboardingID(ev)] = now
+			w.last = now
+		}
+	}); err != nil {
+		return err
+	}
+	_, err := nc.Subscribe(worker.DLQSubjects, func(m *nats.Msg) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.dead++
+		if w.reasons == nil {
+			w.reasons = map[string]int{}
+		}
+		w.reasons[m.Header.Get(worker.HeaderStep)+"/"+m.Header.Get(worker.HeaderReason)]++
+	})
+	return err
+}
+
+// wait returns when every onboarding has finished or been dead-lettered.
+func (w *watch) wait(ctx context.Context, n int, progress io.Writer, name string, t0 time.Time) (time.Time, error) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		w.mu.Lock()
+		done, dead, last := len(w.done), w.dead, w.last
+		w.mu.Unlock()
+		if done+dead >= n {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%d of %d onboarded, %d dead letters when the run timed out", done, n, dead)
+		case <-tick.C:
+			fmt.Fprintf(progress, "%s: %5.1fs  %d/%d onboarded, %d dead letters\n", name, time.Since(t0).Seconds(), done, n, dead)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (w *watch) deadLetters() (int, map[string]int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dead, w.reasons
+}
+
+// percentiles of the time from publication to onboarded.
+func (w *watch) percentiles(t0 time.Time) (p50, p99 float64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var d []float64
+	for _, t := range w.done {
+		d = append(d, t.Sub(t0).Seconds())
+	}
+	if len(d) == 0 {
+		return 0, 0
+	}
+	slices.Sort(d)
+	at := func(q float64) float64 { return d[min(len(d)-1, int(math.Ceil(q*float64(len(d))))-1)] }
+	return at(0.50), at(0.99)
+}
+
+// procs are the worker processes of a run.
+type procs struct{ cmds []*exec.Cmd }
+
+func startWorkers(ctx context.Context, o Options, mode Mode, cfg, natsURL, dir string) (*procs, error) {
+	p := &procs{}
+	for i := range o.Replicas {
+		args := append([]string{"worker", "all", "--config", cfg, "--nats", natsURL,
+			"--concurrency", strconv.Itoa(o.Concurrency)}, mode.Args...)
+		cmd := exec.Command(o.Exe, args...)
+		cmd.Env = append(os.Environ(), "AZURE_CLIENT_ID="+graphsim.DefaultClientID, "AZURE_CLIENT_SECRET="+graphsim.DefaultClientSecret)
+		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-worker-%d.log", mode.Name, i)))
+		if err != nil {
+			p.kill()
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			p.kill()
+			return nil, fmt.Errorf("starting %s: %w", o.Exe, err)
+		}
+		p.cmds = append(p.cmds, cmd)
+	}
+	return p, nil
+}
+
+// stop ends the workers gracefully and returns the CPU time they used.
+func (p *procs) stop() (time.Duration, error) {
+	var cpu time.Duration
+	for _, c := range p.cmds {
+		_ = c.Process.Signal(os.Interrupt)
+	}
+	for _, c := range p.cmds {
+		_ = c.Wait()
+		if c.ProcessState == nil {
+			return 0, fmt.Errorf("worker %d did not exit", c.Process.Pid)
+		}
+		cpu += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+	}
+	p.cmds = nil
+	return cpu, nil
+}
+
+func (p *procs) kill() {
+	for _, c := range p.cmds {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+	}
+}
