@@ -1,0 +1,76 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/guestflow/guestflow/internal/app"
+	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/timeline"
+)
+
+// noTenantNote says how to get the acceptance state when status runs
+// without a tenant.
+const noTenantNote = "not shown: no tenant configured; pass --config FILE with tenant.id (or set GUESTFLOW_TENANT_ID) " +
+	"and AZURE_CLIENT_ID / AZURE_CLIENT_SECRET to read the guest's acceptance state from Graph"
+
+func newStatus(g *globals) *cobra.Command {
+	var (
+		natsURL string
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status <email|onboardingid>",
+		Short: "Show the onboarding timeline of one user: each step, when, attempts, dead letters",
+		Long: `Show where an onboarding stands, from the GUESTFLOW stream (events are kept 30 days by
+default) and the dead letters in GUESTFLOW_DLQ:
+
+  - every event of the onboarding in order: the step that emitted it (joined, invite,
+    license, role, notify; "replay" for a dead letter put back by 'guestflow dlq
+    replay'), when, how many deliveries the step needed, and what it did;
+  - its dead letters: step, reason, error, failure time, sequence;
+  - the guest's invitation acceptance state (PendingAcceptance or Accepted), read from
+    Graph when a tenant is configured (--config, with AZURE_CLIENT_ID /
+    AZURE_CLIENT_SECRET or another azidentity credential);
+  - a last line: onboarded, waiting at <step>, or dead-lettered at <step> with the
+    command that replays it.
+
+The argument is an onboarding id (the joined event's id, which 'guestflow publish'
+prints) or an email address, compared case-insensitively. One address may have
+several onboardings; each is shown on its own. The whole event log is read, so a
+large stream takes a moment.`,
+		Example: `  guestflow status ana.silva@fabrikam.com
+  guestflow status 7e8b8f0a-2c75-4c09-90bc-c4984599804e
+  guestflow status ana.silva@fabrikam.com --json | jq '.[].state'
+  AZURE_CLIENT_ID=… AZURE_CLIENT_SECRET=… guestflow status ana.silva@fabrikam.com --config guestflow.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.LoadUnvalidated(g.configPath, cmd.Flags().Changed("config"), os.Environ())
+			if err != nil {
+				return err
+			}
+			if natsURL == "" {
+				natsURL = cfg.NATS.URL
+			}
+			nc, js, err := app.Connect(natsURL, cfg.NATS.Creds, "guestflow-status")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			o := timeline.Options{JSON: asJSON, DirectoryNote: noTenantNote}
+			if cfg.Tenant.ID != "" {
+				if dir, err := app.NewGraph(cfg, credentialsFromEnv()); err != nil {
+					o.DirectoryNote = "not shown: " + err.Error()
+				} else {
+					o.Directory = dir
+				}
+			}
+			_, err = timeline.Status(cmd.Context(), js, args[0], o, cmd.OutOrStdout())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS URL (default: nats.url of the configuration, else "+config.DefaultNATSURL+")")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON array of onboardings instead of text")
+	return cmd
+}

@@ -1,0 +1,66 @@
+package dlq_test
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/guestflow/guestflow/internal/dlq"
+)
+
+func TestDLQPurge(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		f        dlq.Filter
+		answer   bool
+		asked    int
+		wantErr  error
+		wantLeft []uint64
+		wantOut  string
+	}{
+		{"declined", dlq.Filter{}, false, 4, dlq.ErrCancelled, []uint64{1, 3, 4, 5}, ""},
+		{"a filter", dlq.Filter{OnboardingIDs: []string{"ob-3"}}, true, 2, nil, []uint64{1, 5}, "deleted 2 of 2 dead letters"},
+		{"no filter means all", dlq.Filter{}, true, 4, nil, nil, "deleted 4 of 4 dead letters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js := newJS(t, true)
+			fixture(t, js)
+			var asked int
+			var out bytes.Buffer
+			_, err := dlq.Purge(t.Context(), js, dlq.PurgeOptions{Filter: tc.f, Confirm: func(n int) (bool, error) {
+				asked = n
+				return tc.answer, nil
+			}}, &out)
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("error %v, want %v", err, tc.wantErr)
+			}
+			if asked != tc.asked {
+				t.Errorf("confirmation asked for %d, want %d", asked, tc.asked)
+			}
+			if got := remaining(t, js); !slices.Equal(got, tc.wantLeft) {
+				t.Errorf("left %v, want %v", got, tc.wantLeft)
+			}
+			if !strings.Contains(out.String(), tc.wantOut) {
+				t.Errorf("output %q lacks %q", out.String(), tc.wantOut)
+			}
+		})
+	}
+}
+
+func TestDLQPurgeCountsWhatSomeoneElseRemoved(t *testing.T) {
+	js := newJS(t, true)
+	fixture(t, js)
+	var out bytes.Buffer
+	r, err := dlq.Purge(t.Context(), js, dlq.PurgeOptions{Confirm: func(int) (bool, error) {
+		deleteSeq(t, js, 4) // another operator, between listing and deleting
+		return true, nil
+	}}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Done) != 3 || len(r.Gone) != 1 || !strings.Contains(out.String(), "deleted 3 of 4 dead letters; 1 already gone (4)") {
+		t.Errorf("report %+v\n%s", r, out.String())
+	}
+}
