@@ -18,7 +18,6 @@ import (
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/dataverse"
 	"github.com/guestflow/guestflow/internal/graph"
-	"github.com/guestflow/guestflow/internal/httpclient"
 	"github.com/guestflow/guestflow/internal/memo"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
@@ -44,18 +43,12 @@ type StepOptions struct {
 	SDKRetry bool
 }
 
-// BuildSteps wires the named steps to Graph, Dataverse and the sent log.
+// BuildSteps wires the named steps to Graph, Dataverse, the tenant's shared
+// budget and the memo.
 func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js jetstream.JetStream, names []string, so StepOptions) ([]worker.Step, error) {
-	hc, err := httpclient.New(cfg.Tenant.CAFile, 60*time.Second)
+	hc, cred, err := identity(cfg, creds)
 	if err != nil {
 		return nil, err
-	}
-	cred, err := graph.NewCredential(graph.CredentialOptions{
-		TenantID: cfg.Tenant.ID, ClientID: creds.ClientID, ClientSecret: creds.ClientSecret,
-		AuthorityHost: cfg.Tenant.AuthorityHost, HTTPClient: hc,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("credential: %w", err)
 	}
 	gopts := graph.Options{SDKRetry: so.SDKRetry}
 	if so.Throttle != nil {
