@@ -84,8 +84,10 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 		Bucket:      Bucket,
 		Description: "guestflow: the tenant's shared Graph write budget",
 		History:     1,
-		// Budget state is worthless after a broker restart: memory is enough.
-		Storage: jetstream.MemoryStorage,
+		// File storage, although the state is worth little after a broker
+		// restart: a memory bucket would not exist after one at all, and
+		// every write would fail until a worker re-created it.
+		Storage: jetstream.FileStorage,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
