@@ -102,9 +102,28 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 }
 
 // follow keeps the local pause in step with the bucket, so checking it costs
-// no round trip.
+// no round trip. A watch can end with the connection (a broker restart);
+// it is then opened again.
 func (g *Gate) follow(ctx context.Context, w jetstream.KeyWatcher) {
-	defer w.Stop()
+	for {
+		g.drain(ctx, w)
+		_ = w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			var err error
+			if w, err = g.kv.Watch(ctx, keyPause); err == nil {
+				break
+			}
+		}
+	}
+}
+
+// drain applies updates until the watch or ctx ends.
+func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 	for {
 		select {
 		case <-ctx.Done():
