@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/broker/brokertest"
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/throttle"
 )
@@ -20,22 +17,12 @@ import (
 // replicas that share nothing but NATS.
 func gates(t *testing.T, n int, o throttle.Options) []*throttle.Gate {
 	t.Helper()
-	ns, err := broker.Start(broker.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	url := brokertest.URL(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var out []*throttle.Gate
 	for range n {
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		g, err := throttle.Open(ctx, js, o)
+		g, err := throttle.Open(ctx, brokertest.JetStream(t, url), o)
 		if err != nil {
 			t.Fatal(err)
 		}

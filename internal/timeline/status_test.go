@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/broker/brokertest"
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/timeline"
 	"github.com/guestflow/guestflow/internal/worker"
@@ -19,20 +19,7 @@ import (
 
 func newJS(t *testing.T, streams bool) jetstream.JetStream {
 	t.Helper()
-	ns, err := broker.Start(broker.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStream(t, brokertest.URL(t))
 	if streams {
 		if err := worker.EnsureStreams(context.Background(), js, worker.StreamOptions{}); err != nil {
 			t.Fatal(err)
