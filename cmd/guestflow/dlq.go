@@ -96,6 +96,16 @@ func (f *dlqFilterFlags) filter(args []string) (dlq.Filter, error) {
 
 // connectOperator opens NATS at natsURL, else at the configuration's
 // nats.url with its credentials.
+// open parses the filter and connects, as every dlq subcommand starts.
+func (f *dlqFilterFlags) open(cmd *cobra.Command, g *globals, natsURL string, args []string) (dlq.Filter, *nats.Conn, jetstream.JetStream, error) {
+	flt, err := f.filter(args)
+	if err != nil {
+		return dlq.Filter{}, nil, nil, err
+	}
+	nc, js, err := connectOperator(cmd, g, natsURL, "guestflow-dlq")
+	return flt, nc, js, err
+}
+
 func connectOperator(cmd *cobra.Command, g *globals, natsURL, name string) (*nats.Conn, jetstream.JetStream, error) {
 	cfg, err := config.LoadUnvalidated(g.configPath, cmd.Flags().Changed("config"), os.Environ())
 	if err != nil {
@@ -128,11 +138,7 @@ the body as JSON when it is JSON (else as bodyText).`,
   guestflow dlq list --reason no_license_seats,unknown_sku
   guestflow dlq list --json | jq -r '.[] | select(.httpStatus == 403) | .seq'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			flt, err := f.filter(args)
-			if err != nil {
-				return err
-			}
-			nc, js, err := connectOperator(cmd, g, *natsURL, "guestflow-dlq")
+			flt, nc, js, err := f.open(cmd, g, *natsURL, args)
 			if err != nil {
 				return err
 			}
@@ -305,11 +311,7 @@ published; replay the rest.`,
   guestflow dlq purge --step invite --reason invalid_event
   guestflow dlq purge --until 30d --yes`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			flt, err := f.filter(args)
-			if err != nil {
-				return err
-			}
-			nc, js, err := connectOperator(cmd, g, *natsURL, "guestflow-dlq")
+			flt, nc, js, err := f.open(cmd, g, *natsURL, args)
 			if err != nil {
 				return err
 			}
