@@ -155,10 +155,13 @@ func (c Config) Validate() error {
 	if c.Tenant.ID == "" {
 		bad("tenant.id is required (or set GUESTFLOW_TENANT_ID)")
 	}
-	for key, v := range map[string]string{"tenant.graphURL": c.Tenant.GraphURL, "tenant.authorityHost": c.Tenant.AuthorityHost,
-		"tenant.powerPlatformURL": c.Tenant.PowerPlatformURL} {
-		if err := httpsURL(v); err != nil {
-			bad("%s: %v", key, err)
+	for _, u := range []struct{ key, v string }{
+		{"tenant.graphURL", c.Tenant.GraphURL},
+		{"tenant.authorityHost", c.Tenant.AuthorityHost},
+		{"tenant.powerPlatformURL", c.Tenant.PowerPlatformURL},
+	} {
+		if err := httpsURL(u.v); err != nil {
+			bad("%s: %v", u.key, err)
 		}
 	}
 	if c.Tenant.CAFile != "" {
