@@ -20,6 +20,7 @@ type simFlags struct {
 	writeLimit   string
 	inviteLimit  string
 	faultRate    float64
+	dropRate     float64
 	latency      time.Duration
 	syncDelay    time.Duration
 	replLag      time.Duration
@@ -37,6 +38,7 @@ func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
 	fl.StringVar(&f.writeLimit, "write-limit", "", "Graph identity writes per app, N/DURATION (e.g. 3000/150s); empty = unlimited")
 	fl.StringVar(&f.inviteLimit, "invite-limit", "", "invitations, N/DURATION (e.g. 150/5s); empty = unlimited")
 	fl.Float64Var(&f.faultRate, "fault-rate", 0, "share of API calls answered 429/500/503/504 (0-1)")
+	fl.Float64Var(&f.dropRate, "drop-rate", 0, "share of API calls whose connection is dropped without an answer (0-1)")
 	fl.DurationVar(&f.latency, "latency", 0, "latency added to every API call")
 	fl.DurationVar(&f.syncDelay, "sync-delay", 2*time.Second, "delay before a licensed user appears in Dataverse")
 	fl.DurationVar(&f.replLag, "replication-lag", 0, "how long a just-invited user is invisible to group adds, updates and license assignment")
@@ -53,8 +55,8 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--invite-limit: %w", err)
 	}
-	if f.faultRate < 0 || f.faultRate > 1 {
-		return nil, fmt.Errorf("--fault-rate %v: must be between 0 and 1", f.faultRate)
+	if f.faultRate < 0 || f.faultRate > 1 || f.dropRate < 0 || f.dropRate > 1 {
+		return nil, fmt.Errorf("--fault-rate %v / --drop-rate %v: must be between 0 and 1", f.faultRate, f.dropRate)
 	}
 	if f.seats < 0 || f.syncDelay < 0 || f.latency < 0 || f.replLag < 0 {
 		return nil, fmt.Errorf("--seats, --sync-delay, --latency and --replication-lag cannot be negative")
@@ -69,7 +71,7 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	}
 	sim, err := graphsim.New(graphsim.Options{
 		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
-		WriteLimit: wl, InviteLimit: il, FaultRate: f.faultRate, Latency: f.latency,
+		WriteLimit: wl, InviteLimit: il, FaultRate: f.faultRate, DropRate: f.dropRate, Latency: f.latency,
 		SyncDelay: syncDelay, Seats: seats, ReplicationLag: f.replLag,
 	})
 	if err != nil {

@@ -83,6 +83,9 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler { // a dropped connection, on purpose
+				panic(p)
+			}
 			if !w.wrote {
 				c.fail(http.StatusInternalServerError, c.pick("generalException", "0x80040216", "InternalServerError"), fmt.Sprintf("graphsim bug: %v", p))
 			}
@@ -95,6 +98,12 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 	if !s.sleep(r.Context()) {
 		w.canceled = true
 		return
+	}
+	if s.dropConnection() {
+		w.canceled = true
+		// The server closes the connection (HTTP/1.1) or resets the
+		// stream (HTTP/2) without an answer.
+		panic(http.ErrAbortHandler)
 	}
 	if s.injectFault(c) {
 		return

@@ -46,6 +46,11 @@ type Options struct {
 	// answered 429, 500, 503 or 504 before anything else happens.
 	FaultRate float64
 
+	// DropRate is the share (0–1) of Graph and Dataverse API requests whose
+	// connection is dropped without an answer, before anything else
+	// happens. Counted as faults.
+	DropRate float64
+
 	// Latency is added to every Graph and Dataverse API call.
 	Latency time.Duration
 
@@ -106,6 +111,9 @@ func New(opts Options) (*Sim, error) {
 		opts.ClientSecret = DefaultClientSecret
 	}
 	var errs []error
+	if opts.DropRate < 0 || opts.DropRate > 1 {
+		errs = append(errs, fmt.Errorf("graphsim: drop rate %v is outside 0–1", opts.DropRate))
+	}
 	if opts.FaultRate < 0 || opts.FaultRate > 1 {
 		errs = append(errs, fmt.Errorf("graphsim: fault rate %v is outside 0–1", opts.FaultRate))
 	}

@@ -118,6 +118,16 @@ func (c *call) admit() bool {
 	return false
 }
 
+// dropConnection decides whether to drop a random DropRate share of API
+// calls, counting each as a fault.
+func (s *Sim) dropConnection() bool {
+	if s.opts.DropRate <= 0 || rand.Float64() >= s.opts.DropRate {
+		return false
+	}
+	s.stats.count(func(st *stats) { st.faults++ })
+	return true
+}
+
 // injectFault answers a random FaultRate share of API calls with one of the
 // transient failures Microsoft documents (429, 500, 503, 504), before any
 // other work, so the failure has no side effect. 429s and half the 503s

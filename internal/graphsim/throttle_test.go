@@ -187,3 +187,19 @@ func TestConcurrentLicensing(t *testing.T) {
 		}
 	}
 }
+
+func TestDropRateDropsConnections(t *testing.T) {
+	e := start(t, Options{DropRate: 1})
+	req, _ := http.NewRequest(http.MethodGet, e.s.URL()+"/v1.0/subscribedSkus", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token(""))
+	resp, err := e.hc.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a dropped connection answered %s", resp.Status)
+	}
+	// net/http retries an idempotent request once on a reused connection
+	// that died, so the drop may be counted twice.
+	if st := e.s.Stats(); st.Faults < 1 || st.Requests != 0 {
+		t.Errorf("faults %d, requests %d: want the drop counted as a fault, not as an answered call", st.Faults, st.Requests)
+	}
+}
