@@ -81,9 +81,18 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 		return nil, err
 	}
 	if !done {
-		if u, err = h.ensureUser(ctx, j); err != nil {
+		if u, err = h.ensureUser(ctx, onboarding, j); err != nil {
 			return nil, err
 		}
+	}
+	if u.UserPrincipalName == "" {
+		// Invited, but the new user was not readable yet (replication
+		// lag): read it now, without inviting again.
+		created, err := h.dir.GetUser(ctx, u.UserID)
+		if err != nil {
+			return nil, err
+		}
+		u.UserPrincipalName = created.UserPrincipalName
 		if err := h.memo.Put(ctx, Name, onboarding, u); err != nil {
 			return nil, err
 		}
@@ -101,10 +110,13 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	return &next, err
 }
 
-// ensureUser finds the user behind the address or invites one. A guest that
-// exists is invited again, which Graph answers with the same user and a
-// fresh redemption link; a member of the tenant needs no invitation at all.
-func (h *Handler) ensureUser(ctx context.Context, j events.Joined) (found, error) {
+// ensureUser finds the user behind the address or invites one, and records
+// the result in the memo. A guest that exists is invited again, which Graph
+// answers with the same user and a fresh redemption link; a member of the
+// tenant needs no invitation at all. The memo is written as soon as the
+// invitation succeeded — before anything else can fail — so that a retry
+// never invites twice.
+func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Joined) (found, error) {
 	users, err := h.dir.FindUserByMail(ctx, j.Email)
 	if err != nil {
 		return found{}, err
@@ -114,27 +126,20 @@ func (h *Handler) ensureUser(ctx context.Context, j events.Joined) (found, error
 		match := pick(users)
 		u = found{UserID: match.ID, UserPrincipalName: match.UserPrincipalName, UserType: match.UserType, Existing: true}
 		if !match.IsGuest() {
-			return u, nil
+			return u, h.memo.Put(ctx, Name, onboarding, u)
 		}
 	}
 	inv, err := h.dir.Invite(ctx, j.Email, j.DisplayName, j.RedirectURL)
 	if err != nil {
 		return found{}, err
 	}
-	u.RedeemURL = inv.RedeemURL
+	u.RedeemURL, u.UserType = inv.RedeemURL, "Guest"
 	if u.UserID == "" {
-		// A user just created by the invitation may not be readable on
-		// every replica yet; the runtime retries that as replication lag.
-		created, err := h.dir.GetUser(ctx, inv.UserID)
-		if err != nil {
-			return found{}, err
-		}
-		u.UserID, u.UserPrincipalName, u.UserType = created.ID, created.UserPrincipalName, created.UserType
+		// The user principal name is read afterwards (the caller does),
+		// since the new user may not be readable on every replica yet.
+		u.UserID = inv.UserID
 	}
-	if u.UserType == "" {
-		u.UserType = "Guest"
-	}
-	return u, nil
+	return u, h.memo.Put(ctx, Name, onboarding, u)
 }
 
 // addToGroup adds the user to the instance's security group, which Dynamics

@@ -95,7 +95,12 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	if err != nil {
 		return stopped(ctx, fmt.Errorf("consumer %s: %w", step.Name, err))
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(o.Concurrency))
+	// The client buffers what it pulls, and a buffered message is already
+	// on the AckWait clock without anyone sending in-progress acks for it:
+	// buffer one message at a time, and pull only when a slot is free, so
+	// that nothing waits in the buffer long enough to be redelivered to
+	// another worker while it is still here.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(1))
 	if err != nil {
 		return stopped(ctx, fmt.Errorf("consume %s: %w", step.Name, err))
 	}
@@ -107,8 +112,10 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
+		sem <- struct{}{}
 		msg, err := iter.Next()
 		if err != nil {
+			<-sem
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				w.log.Info("worker stopped")
 				return nil
@@ -116,7 +123,6 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 			w.log.Warn("pull failed", "err", err)
 			continue
 		}
-		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
