@@ -63,12 +63,13 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test: several processes for a few minutes")
 	}
-	// Not yet part of `go test ./...`: it still fails on known product
-	// problems (duplicate work when the broker restarts mid-step, attempts
-	// counted across throttled redeliveries; see CHANGELOG "Known
-	// problems"). Run it with GUESTFLOW_CHAOS=1 go test -run TestChaos ./e2e.
+	// Not yet part of `go test ./...`: it is not reliable while a known
+	// product problem remains (duplicate work when the broker restarts
+	// mid-step; see CHANGELOG "Known problems"), and it takes close to its
+	// four-minute budget on two cores. Run it with
+	// GUESTFLOW_CHAOS=1 go test -run TestChaos ./e2e.
 	if os.Getenv("GUESTFLOW_CHAOS") == "" {
-		t.Skip("set GUESTFLOW_CHAOS=1 to run the chaos test (it does not pass yet)")
+		t.Skip("set GUESTFLOW_CHAOS=1 to run the chaos test (not yet reliable)")
 	}
 	const (
 		users       = 300
