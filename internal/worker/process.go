@@ -16,10 +16,11 @@ import (
 )
 
 type runner struct {
-	js   jetstream.JetStream
-	step Step
-	o    Options
-	log  *slog.Logger
+	js     jetstream.JetStream
+	step   Step
+	o      Options
+	log    *slog.Logger
+	leases *leases
 }
 
 // process handles one delivery. Every path ends in exactly one of: ack after
@@ -42,7 +43,20 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	d.onboardingID = events.OnboardingID(ev)
 	log := w.log.With("onboardingid", d.onboardingID, "attempt", meta.NumDelivered)
 
-	next, err := w.call(ctx, msg, ev)
+	ls, ok, err := w.leases.acquire(ctx, w.step.Name+"."+strconv.FormatUint(meta.Sequence.Stream, 10))
+	if err != nil {
+		log.Warn("lease failed; will retry", "err", err)
+		w.nak(d, log, w.o.Backoff(1))
+		return
+	}
+	if !ok {
+		log.Info("another delivery of this input is still at work; looking again after AckWait")
+		w.nak(d, log, w.o.AckWait)
+		return
+	}
+	defer w.leases.release(context.WithoutCancel(ctx), ls)
+
+	next, err := w.call(ctx, msg, ev, ls)
 	if err != nil {
 		w.fail(ctx, d, log, err)
 		return
@@ -62,9 +76,10 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	log.Debug("done")
 }
 
-// call runs the step with a timeout, telling the server it is still at work
-// so that a slow Graph call does not cause a parallel redelivery.
-func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event) (*event.Event, error) {
+// call runs the step with a timeout, telling the server (and the lease) it
+// is still at work so that a slow Graph call does not cause a parallel
+// redelivery.
+func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event, ls *lease) (*event.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.o.StepTimeout)
 	defer cancel()
 	tick := time.NewTicker(w.o.AckWait / 3)
@@ -84,6 +99,7 @@ func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event) (*
 			return r.next, r.err
 		case <-tick.C:
 			_ = msg.InProgress()
+			w.leases.renew(ctx, ls)
 		}
 	}
 }

@@ -95,6 +95,10 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	if err != nil {
 		return stopped(ctx, fmt.Errorf("consumer %s: %w", step.Name, err))
 	}
+	ls, err := openLeases(ctx, js, o.AckWait, o.Now)
+	if err != nil {
+		return stopped(ctx, err)
+	}
 	// The client buffers what it pulls, and a buffered message is already
 	// on the AckWait clock without anyone sending in-progress acks for it:
 	// buffer one message at a time, and pull only when a slot is free, so
@@ -106,7 +110,7 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	}
 	go func() { <-ctx.Done(); iter.Stop() }()
 
-	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name)}
+	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name), leases: ls}
 	w.log.Info("worker started", "subject", step.Subject)
 	sem := make(chan struct{}, o.Concurrency)
 	var wg sync.WaitGroup
