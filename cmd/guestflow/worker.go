@@ -32,7 +32,7 @@ type workerFlags struct {
 
 func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "messages one worker handles at once")
-	cmd.Flags().IntVar(&f.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "deliveries a retryable failure gets before it is dead-lettered")
+	cmd.Flags().IntVar(&f.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "failed attempts a retryable failure gets before it is dead-lettered (waits for budget do not count)")
 	cmd.Flags().DurationVar(&f.ackWait, "ack-wait", worker.DefaultAckWait, "how long the broker waits for an ack before redelivering")
 	cmd.Flags().DurationVar(&f.syncDeadline, "sync-deadline", 15*time.Minute, "how long the role step waits for the Dataverse user sync")
 	cmd.Flags().DurationVar(&f.throttleWait, "throttle-deadline", worker.DefaultThrottleDeadline, "how long an input may wait for Graph's budget (429s do not use up attempts)")

@@ -28,8 +28,9 @@ const (
 // deadLetter publishes the input, body unchanged, to guestflow.dlq.<step>
 // with the reason in headers, and terminates the input only after the
 // dead letter's PubAck: a failure in between leaves the input to be
-// redelivered, so nothing is lost.
-func (w *runner) deadLetter(ctx context.Context, d delivery, v failure.Verdict, cause error) {
+// redelivered, so nothing is lost. It reports whether the dead letter was
+// stored.
+func (w *runner) deadLetter(ctx context.Context, d delivery, v failure.Verdict, cause error) bool {
 	log := w.log.With("onboardingid", d.onboardingID, "reason", v.Reason)
 	h := nats.Header{}
 	for k, vs := range d.msg.Headers() {
@@ -61,12 +62,13 @@ func (w *runner) deadLetter(ctx context.Context, d delivery, v failure.Verdict, 
 	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(DLQStream)); err != nil {
 		log.Error("dead-lettering failed; the input will be redelivered", "err", err)
 		w.nak(d, log, w.o.Backoff(int(d.meta.NumDelivered)))
-		return
+		return false
 	}
 	if err := d.msg.TermWithReason(v.Reason); err != nil {
 		log.Warn("term failed; a redelivery will be dead-lettered again under the same id", "err", err)
 	}
 	log.Warn("dead-lettered", "err", cause)
+	return true
 }
 
 // oneLine folds a multi-line error (errors.Join) into one header value.

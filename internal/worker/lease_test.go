@@ -46,3 +46,33 @@ func TestLeaseKeepsASecondDeliveryOut(t *testing.T) {
 		t.Fatal("a stale release freed another worker's lease")
 	}
 }
+
+func TestLeaseCountsFailedAttempts(t *testing.T) {
+	ctx := context.Background()
+	js := brokertest.JetStream(t, brokertest.URL(t))
+	now := time.Now()
+	l, err := openLeases(ctx, js, 3*time.Second, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(want int) *lease {
+		t.Helper()
+		ls, ok, err := l.acquire(ctx, "role.3")
+		if err != nil || !ok {
+			t.Fatalf("acquire: %v %v", ok, err)
+		}
+		if ls.failures != want {
+			t.Fatalf("failures %d, want %d", ls.failures, want)
+		}
+		return ls
+	}
+	ls := get(0)
+	l.failed(ctx, ls, 1)
+	ls = get(1) // a failed attempt is remembered, and its lease is free at once
+	l.free(ctx, ls)
+	ls = get(1) // a wait for budget keeps the count as it was
+	now = now.Add(5 * time.Second)
+	ls = get(2) // its worker died: that attempt failed too
+	l.release(ctx, ls)
+	get(0) // a finished input starts over
+}

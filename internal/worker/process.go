@@ -37,7 +37,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		d.onboardingID = events.PeekOnboardingID(msg.Headers(), msg.Data())
-		w.deadLetter(ctx, d, failure.Verdict{Reason: failure.InvalidEvent}, err)
+		_ = w.deadLetter(ctx, d, failure.Verdict{Reason: failure.InvalidEvent}, err)
 		return
 	}
 	d.onboardingID = events.OnboardingID(ev)
@@ -54,25 +54,30 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		w.nak(d, log, w.o.AckWait)
 		return
 	}
-	defer w.leases.release(context.WithoutCancel(ctx), ls)
+	// Lease writes outlive a shutdown: a lease left held would keep the
+	// input waiting for its expiry.
+	lctx := context.WithoutCancel(ctx)
+	log = log.With("failures", ls.failures)
 
 	next, err := w.call(ctx, msg, ev, ls)
 	if err != nil {
-		w.fail(ctx, d, log, err)
+		w.fail(ctx, d, ls, log, err)
 		return
 	}
 	if next != nil {
 		if err := w.publish(ctx, *next, meta.NumDelivered); err != nil {
+			failures := ls.failures + 1
 			log.Warn("publishing next event failed; will retry", "err", err)
-			w.nak(d, log, w.o.Backoff(int(meta.NumDelivered)))
+			w.leases.failed(lctx, ls, failures)
+			w.nak(d, log, w.o.Backoff(failures))
 			return
 		}
 	}
 	if err := msg.Ack(); err != nil {
 		// The next event is stored; a redelivery is deduplicated by its id.
 		log.Warn("ack failed", "err", err)
-		return
 	}
+	w.leases.release(lctx, ls)
 	log.Debug("done")
 }
 
@@ -123,34 +128,54 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 	return err
 }
 
-// fail turns a step error into a redelivery or a dead letter.
-func (w *runner) fail(ctx context.Context, d delivery, log *slog.Logger, err error) {
+// fail turns a step error into a redelivery or a dead letter. Attempts are
+// the input's failed attempts as its lease counts them, not the broker's
+// deliveries: waiting for Graph's budget is not a failed attempt, so it
+// neither uses up MaxAttempts nor stretches the backoff; throttling has
+// its own bound, ThrottleDeadline.
+func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logger, err error) {
+	lctx := context.WithoutCancel(ctx)
 	v := failure.Classify(err)
-	attempts := int(d.meta.NumDelivered)
-	if v.Retryable && v.Reason == failure.Throttled && v.Deadline == 0 {
+	throttled := v.Retryable && v.Reason == failure.Throttled
+	if throttled && v.Deadline == 0 {
 		v.Deadline = w.o.ThrottleDeadline
 	}
+	failures := ls.failures
+	if !throttled {
+		failures++
+	}
 	if v.Retryable {
-		exhausted := attempts >= w.o.MaxAttempts
+		exhausted := failures >= w.o.MaxAttempts
 		if v.Deadline > 0 {
 			exhausted = w.o.Now().Sub(d.meta.Timestamp) >= v.Deadline
 		}
 		if !exhausted {
 			delay := v.After
 			if delay <= 0 {
-				delay = w.o.Backoff(attempts)
+				delay = w.o.Backoff(max(failures, 1))
 			}
 			log.Info("step failed; retrying", "reason", v.Reason, "status", v.Status, "delay", delay, "err", err)
+			// The lease first: a redelivery that came before it would
+			// find the lease live and wait a whole AckWait.
+			if throttled {
+				w.leases.free(lctx, ls)
+			} else {
+				w.leases.failed(lctx, ls, failures)
+			}
 			w.nak(d, log, delay)
 			return
 		}
 		if v.Reason == failure.Transient {
 			v.Reason = failure.AttemptsExhausted
 		}
-		err = fmt.Errorf("gave up after %d attempts in %s: %w",
-			attempts, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
+		err = fmt.Errorf("gave up after %d failed attempts in %s: %w",
+			failures, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
 	}
-	w.deadLetter(ctx, d, v, err)
+	if w.deadLetter(ctx, d, v, err) {
+		w.leases.release(lctx, ls)
+	} else {
+		w.leases.failed(lctx, ls, failures)
+	}
 }
 
 func (w *runner) nak(d delivery, log *slog.Logger, delay time.Duration) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -303,5 +304,33 @@ func TestThrottlingDoesNotUseUpAttempts(t *testing.T) {
 	h.next(worker.Stream, events.SubjectInvited)
 	if n := h.count(worker.DLQStream, worker.DLQPrefix+"invite"); n != 0 || calls.Load() != 5 {
 		t.Errorf("%d dead letters after %d calls: waiting for budget must not count as failed attempts", n, calls.Load())
+	}
+}
+
+func TestFailuresAfterThrottlingGetTheirFullAttempts(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	o := fast
+	o.MaxAttempts = 2
+	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
+		if calls.Add(1) <= 4 {
+			return nil, failure.Throttle(errors.New("write budget spent"), 20*time.Millisecond)
+		}
+		return nil, errors.New("connection reset by peer")
+	}), o)
+	h.publishJoined("in-9")
+	dl := h.next(worker.DLQStream, worker.DLQPrefix+"invite")
+	if got := dl.Headers().Get(worker.HeaderReason); got != failure.AttemptsExhausted {
+		t.Errorf("reason %q", got)
+	}
+	// Four waits for budget, then the two failed attempts MaxAttempts allows.
+	if calls.Load() != 6 {
+		t.Errorf("dead-lettered after %d calls, want 4 throttled + 2 failed", calls.Load())
+	}
+	if got := dl.Headers().Get(worker.HeaderAttempts); got != "6" {
+		t.Errorf("Guestflow-Attempts %q, want the 6 deliveries used", got)
+	}
+	if got := dl.Headers().Get(worker.HeaderError); !strings.Contains(got, "after 2 failed attempts") {
+		t.Errorf("Guestflow-Error %q does not say how many attempts failed", got)
 	}
 }
