@@ -44,6 +44,11 @@ type found struct {
 	UserType          string `json:"userType"`
 	RedeemURL         string `json:"inviteRedeemUrl,omitempty"`
 	Existing          bool   `json:"existingUser"`
+	// Inviting marks an invitation about to be sent, recorded before
+	// POST /invitations; Existing then says whether the address already
+	// had a user. A memo still inviting on a redelivery means the last
+	// attempt may have invited and died before recording it.
+	Inviting bool `json:"inviting,omitempty"`
 }
 
 // Handler is the invite step.
@@ -80,8 +85,8 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
-	if !done {
-		if u, err = h.ensureUser(ctx, onboarding, j); err != nil {
+	if !done || u.Inviting {
+		if u, err = h.ensureUser(ctx, onboarding, j, u); err != nil {
 			return nil, err
 		}
 	}
@@ -113,10 +118,18 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 // ensureUser finds the user behind the address or invites one, and records
 // the result in the memo. A guest that exists is invited again, which Graph
 // answers with the same user and a fresh redemption link; a member of the
-// tenant needs no invitation at all. The memo is written as soon as the
-// invitation succeeded — before anything else can fail — so that a retry
-// never invites twice.
-func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Joined) (found, error) {
+// tenant needs no invitation at all.
+//
+// The memo is written twice around the invitation so that a retry never
+// invites twice: "inviting" just before it, the result as soon as it
+// succeeded, before anything else can fail. A worker that dies in between
+// leaves "inviting" behind; when the address had no user then and has a
+// guest now, that guest is the invitation's and is used as it is. Its
+// redemption link is lost (Graph returns it only once), which costs
+// nothing: a guest may redeem just in time by signing in to the instance
+// URL the mail gives. Only if the new user is not readable yet (replication
+// lag) is it invited again.
+func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Joined, last found) (found, error) {
 	users, err := h.dir.FindUserByMail(ctx, j.Email)
 	if err != nil {
 		return found{}, err
@@ -128,6 +141,13 @@ func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Jo
 		if !match.IsGuest() {
 			return u, h.memo.Put(ctx, Name, onboarding, u)
 		}
+		if last.Inviting && !last.Existing {
+			u.Existing = false
+			return u, h.memo.Put(ctx, Name, onboarding, u)
+		}
+	}
+	if err := h.memo.Put(ctx, Name, onboarding, found{Inviting: true, Existing: u.Existing}); err != nil {
+		return found{}, err
 	}
 	inv, err := h.dir.Invite(ctx, j.Email, j.DisplayName, j.RedirectURL)
 	if err != nil {
