@@ -50,6 +50,9 @@ tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`
     --usage-location IE --instance legacy`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := wf.check(); err != nil {
+				return err
+			}
 			return runDev(cmd.Context(), cmd.OutOrStdout(), g, cmd.Flags().Changed("config"), devSetup{
 				sim: &sf, workers: &wf, natsAddr: natsAddr, monitor: monitor, dataDir: dataDir, demo: demo,
 			})

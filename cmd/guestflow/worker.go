@@ -24,6 +24,8 @@ type workerFlags struct {
 	ackWait      time.Duration
 	syncDeadline time.Duration
 	throttleWait time.Duration
+	backoffMin   time.Duration
+	backoffMax   time.Duration
 	writeRate    float64
 	inviteRate   float64
 	coordinate   bool
@@ -36,6 +38,9 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.ackWait, "ack-wait", worker.DefaultAckWait, "how long the broker waits for an ack before redelivering")
 	cmd.Flags().DurationVar(&f.syncDeadline, "sync-deadline", 15*time.Minute, "how long the role step waits for the Dataverse user sync")
 	cmd.Flags().DurationVar(&f.throttleWait, "throttle-deadline", worker.DefaultThrottleDeadline, "how long an input may wait for Graph's budget (429s do not use up attempts)")
+	cmd.Flags().DurationVar(&f.backoffMin, "backoff-initial", worker.DefaultBackoffInitial,
+		"delay before the first retry when the service gave no Retry-After; doubled per failed attempt, with ±50% jitter")
+	cmd.Flags().DurationVar(&f.backoffMax, "backoff-max", worker.DefaultBackoffMax, "longest delay between retries without Retry-After")
 	cmd.Flags().Float64Var(&f.writeRate, "write-rate", throttle.DefaultWriteRate,
 		"Graph identity writes per second for the whole tenant, shared by every worker through NATS (Microsoft allows 3000 per 150s per app)")
 	cmd.Flags().Float64Var(&f.inviteRate, "invite-rate", throttle.DefaultInviteRate,
@@ -44,6 +49,26 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 		"share the Graph budget and 429 pauses with the other workers through NATS; false leaves each worker on its own")
 	cmd.Flags().BoolVar(&f.sdkRetry, "sdk-retry", false, "let msgraph-sdk-go retry by itself as well (for comparisons only: retries multiply)")
 	_ = cmd.Flags().MarkHidden("sdk-retry")
+}
+
+// check rejects settings that would make the workers misbehave rather than
+// fail: a zero rate never writes, a zero ack wait redelivers at once.
+func (f *workerFlags) check() error {
+	switch {
+	case f.concurrency < 1:
+		return fmt.Errorf("--concurrency must be at least 1, not %d", f.concurrency)
+	case f.maxAttempts < 1:
+		return fmt.Errorf("--max-attempts must be at least 1, not %d", f.maxAttempts)
+	case f.ackWait < time.Second:
+		return fmt.Errorf("--ack-wait must be at least 1s, not %s", f.ackWait)
+	case f.backoffMin <= 0 || f.backoffMax < f.backoffMin:
+		return fmt.Errorf("--backoff-initial (%s) must be more than 0 and at most --backoff-max (%s)", f.backoffMin, f.backoffMax)
+	case f.syncDeadline <= 0 || f.throttleWait <= 0:
+		return fmt.Errorf("--sync-deadline (%s) and --throttle-deadline (%s) must be more than 0", f.syncDeadline, f.throttleWait)
+	case f.writeRate <= 0 || f.inviteRate <= 0:
+		return fmt.Errorf("--write-rate (%g) and --invite-rate (%g) must be more than 0", f.writeRate, f.inviteRate)
+	}
+	return nil
 }
 
 // stepOptions are the step settings the flags give.
@@ -58,7 +83,7 @@ func (f *workerFlags) stepOptions() app.StepOptions {
 func (f *workerFlags) options(g *globals) worker.Options {
 	return worker.Options{
 		Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, AckWait: f.ackWait, Logger: g.logger(),
-		ThrottleDeadline: f.throttleWait,
+		ThrottleDeadline: f.throttleWait, Backoff: worker.Backoff(f.backoffMin, f.backoffMax),
 	}
 }
 
@@ -78,6 +103,9 @@ workload identity or managed identity. Endpoints and instances come from --confi
     guestflow worker all --config dev.yaml`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			names := args
 			if slices.Contains(args, "all") {
 				names = app.StepNames

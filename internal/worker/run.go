@@ -42,6 +42,11 @@ const (
 	DefaultMaxAttempts = 10
 	// DefaultThrottleDeadline matches the contract's 15 minutes for waits.
 	DefaultThrottleDeadline = 15 * time.Minute
+	// The default backoff doubles from half a second to its two-minute
+	// cap, reached at the ninth failed attempt: the ten default attempts
+	// span about four minutes.
+	DefaultBackoffInitial = 500 * time.Millisecond
+	DefaultBackoffMax     = 2 * time.Minute
 )
 
 // SetDefaults fills zero fields.
@@ -62,7 +67,7 @@ func (o *Options) SetDefaults() {
 		o.StepTimeout = 2 * time.Minute
 	}
 	if o.Backoff == nil {
-		o.Backoff = Backoff(500*time.Millisecond, 2*time.Minute)
+		o.Backoff = Backoff(DefaultBackoffInitial, DefaultBackoffMax)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
