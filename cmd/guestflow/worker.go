@@ -42,9 +42,9 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 		"delay before the first retry when the service gave no Retry-After; doubled per failed attempt, with ±50% jitter")
 	cmd.Flags().DurationVar(&f.backoffMax, "backoff-max", worker.DefaultBackoffMax, "longest delay between retries without Retry-After")
 	cmd.Flags().Float64Var(&f.writeRate, "write-rate", throttle.DefaultWriteRate,
-		"Graph identity writes per second for the whole tenant, shared by every worker through NATS (Microsoft allows 3000 per 150s per app)")
+		"Graph identity writes per second for the whole tenant, shared by every worker through NATS (Microsoft allows 3000 per 150s per app); 0: not paced")
 	cmd.Flags().Float64Var(&f.inviteRate, "invite-rate", throttle.DefaultInviteRate,
-		"invitations per second for the whole tenant (Microsoft allows 150 per 5s)")
+		"invitations per second for the whole tenant (Microsoft allows 150 per 5s); 0: not paced")
 	cmd.Flags().BoolVar(&f.coordinate, "coordinate", true,
 		"share the Graph budget and 429 pauses with the other workers through NATS; false leaves each worker on its own")
 	cmd.Flags().BoolVar(&f.sdkRetry, "sdk-retry", false, "let msgraph-sdk-go retry by itself as well (for comparisons only: retries multiply)")
@@ -52,7 +52,7 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 }
 
 // check rejects settings that would make the workers misbehave rather than
-// fail: a zero rate never writes, a zero ack wait redelivers at once.
+// fail: no attempts, no concurrency, an ack wait that redelivers at once.
 func (f *workerFlags) check() error {
 	switch {
 	case f.concurrency < 1:
@@ -65,8 +65,8 @@ func (f *workerFlags) check() error {
 		return fmt.Errorf("--backoff-initial (%s) must be more than 0 and at most --backoff-max (%s)", f.backoffMin, f.backoffMax)
 	case f.syncDeadline <= 0 || f.throttleWait <= 0:
 		return fmt.Errorf("--sync-deadline (%s) and --throttle-deadline (%s) must be more than 0", f.syncDeadline, f.throttleWait)
-	case f.writeRate <= 0 || f.inviteRate <= 0:
-		return fmt.Errorf("--write-rate (%g) and --invite-rate (%g) must be more than 0", f.writeRate, f.inviteRate)
+	case f.writeRate < 0 || f.inviteRate < 0:
+		return fmt.Errorf("--write-rate (%g) and --invite-rate (%g) must be 0 (not paced) or more", f.writeRate, f.inviteRate)
 	}
 	return nil
 }

@@ -15,7 +15,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -120,15 +122,24 @@ func (o *Options) setDefaults() {
 func (o *Options) budget() float64 { return float64(o.WriteLimit.N) / o.WriteLimit.Per.Seconds() }
 
 // Run runs the load once in mode, with a fresh broker and emulator.
-func Run(ctx context.Context, o Options, mode Mode) (Result, error) {
+func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	o.setDefaults()
 	dir, err := os.MkdirTemp("", "guestflow-bench-")
 	if err != nil {
 		return Result{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		// A failed run keeps its worker logs for a post-mortem.
+		if err != nil {
+			err = fmt.Errorf("%w (worker logs kept in %s)", err, dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 
 	ns, err := broker.Start(broker.Options{Port: -1, StoreDir: filepath.Join(dir, "js")})
 	if err != nil {
@@ -156,12 +167,12 @@ func Run(ctx context.Context, o Options, mode Mode) (Result, error) {
 	if err := worker.EnsureStreams(ctx, js, worker.StreamOptions{}); err != nil {
 		return Result{}, err
 	}
-	w := &watch{done: map[string]time.Time{}}
+	w := &watch{done: map[string]time.Time{}, progress: o.Progress, name: mode.Name}
 	if err := w.subscribe(nc); err != nil {
 		return Result{}, err
 	}
 
-	procs, err := startWorkers(ctx, o, mode, cfgPath, ns.ClientURL(), dir)
+	procs, err := startWorkers(o, mode, cfgPath, ns.ClientURL(), dir, stop)
 	if err != nil {
 		return Result{}, err
 	}
@@ -178,7 +189,7 @@ func Run(ctx context.Context, o Options, mode Mode) (Result, error) {
 	}
 	last, err := w.wait(ctx, o.N, o.Progress, mode.Name, t0)
 	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w (worker logs in %s)", mode.Name, err, dir)
+		return Result{}, fmt.Errorf("%s: %w", mode.Name, err)
 	}
 	cpu, err := procs.stop()
 	if err != nil {
@@ -240,7 +251,7 @@ func waitForConsumers(ctx context.Context, js jetstream.JetStream) error {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("workers did not start: %w", ctx.Err())
+				return fmt.Errorf("workers did not start: %w", context.Cause(ctx))
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
@@ -291,6 +302,10 @@ type watch struct {
 	dead    int
 	reasons map[string]int
 	last    time.Time
+	// progress gets the first dead letter of each step and reason, so a
+	// run that dead-letters says why.
+	progress io.Writer
+	name     string
 }
 
 func (w *watch) subscribe(nc *nats.Conn) error {
@@ -316,7 +331,10 @@ func (w *watch) subscribe(nc *nats.Conn) error {
 		if w.reasons == nil {
 			w.reasons = map[string]int{}
 		}
-		w.reasons[m.Header.Get(worker.HeaderStep)+"/"+m.Header.Get(worker.HeaderReason)]++
+		key := m.Header.Get(worker.HeaderStep) + "/" + m.Header.Get(worker.HeaderReason)
+		if w.reasons[key]++; w.reasons[key] == 1 && w.progress != nil {
+			fmt.Fprintf(w.progress, "%s: first dead letter %s: %s\n", w.name, key, m.Header.Get(worker.HeaderError))
+		}
 	})
 	return err
 }
@@ -334,7 +352,7 @@ func (w *watch) wait(ctx context.Context, n int, progress io.Writer, name string
 		}
 		select {
 		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("%d of %d onboarded, %d dead letters when the run timed out", done, n, dead)
+			return time.Time{}, fmt.Errorf("%d of %d onboarded, %d dead letters when the run ended: %w", done, n, dead, context.Cause(ctx))
 		case <-tick.C:
 			fmt.Fprintf(progress, "%s: %5.1fs  %d/%d onboarded, %d dead letters\n", name, time.Since(t0).Seconds(), done, n, dead)
 		case <-time.After(20 * time.Millisecond):
@@ -365,50 +383,82 @@ func (w *watch) percentiles(t0 time.Time) (p50, p99 float64) {
 }
 
 // procs are the worker processes of a run.
-type procs struct{ cmds []*exec.Cmd }
+type procs struct {
+	cmds []*exec.Cmd
+	// done closes when the process has exited; its state is then set.
+	done     []chan struct{}
+	stopping atomic.Bool
+}
 
-func startWorkers(ctx context.Context, o Options, mode Mode, cfg, natsURL, dir string) (*procs, error) {
+// startWorkers starts the worker processes. A worker that exits before the
+// run stops it ends the run: cancel gets an error naming the worker and the
+// end of its log, so a worker refusing its flags is not a ten-minute wait.
+func startWorkers(o Options, mode Mode, cfg, natsURL, dir string, cancel context.CancelCauseFunc) (*procs, error) {
 	p := &procs{}
 	for i := range o.Replicas {
 		args := append([]string{"worker", "all", "--config", cfg, "--nats", natsURL,
 			"--concurrency", strconv.Itoa(o.Concurrency)}, mode.Args...)
 		cmd := exec.Command(o.Exe, args...)
 		cmd.Env = append(os.Environ(), "AZURE_CLIENT_ID="+graphsim.DefaultClientID, "AZURE_CLIENT_SECRET="+graphsim.DefaultClientSecret)
-		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-worker-%d.log", mode.Name, i)))
+		logPath := filepath.Join(dir, fmt.Sprintf("%s-worker-%d.log", mode.Name, i))
+		logf, err := os.Create(logPath)
 		if err != nil {
 			p.kill()
 			return nil, err
 		}
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
+			logf.Close()
 			p.kill()
 			return nil, fmt.Errorf("starting %s: %w", o.Exe, err)
 		}
-		p.cmds = append(p.cmds, cmd)
+		done := make(chan struct{})
+		p.cmds, p.done = append(p.cmds, cmd), append(p.done, done)
+		go func() {
+			err := cmd.Wait()
+			logf.Close()
+			close(done)
+			if !p.stopping.Load() {
+				cancel(fmt.Errorf("%s worker %d exited (%v): %s", mode.Name, i, err, lastLines(logPath, 5)))
+			}
+		}()
 	}
 	return p, nil
 }
 
+// lastLines is the end of a log, for an error message.
+func lastLines(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
 // stop ends the workers gracefully and returns the CPU time they used.
 func (p *procs) stop() (time.Duration, error) {
+	p.stopping.Store(true)
 	var cpu time.Duration
 	for _, c := range p.cmds {
 		_ = c.Process.Signal(os.Interrupt)
 	}
-	for _, c := range p.cmds {
-		_ = c.Wait()
-		if c.ProcessState == nil {
-			return 0, fmt.Errorf("worker %d did not exit", c.Process.Pid)
+	for i, c := range p.cmds {
+		select {
+		case <-p.done[i]:
+		case <-time.After(30 * time.Second):
+			return 0, fmt.Errorf("worker %d did not exit within 30s of an interrupt", c.Process.Pid)
 		}
 		cpu += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 	}
-	p.cmds = nil
+	p.cmds, p.done = nil, nil
 	return cpu, nil
 }
 
 func (p *procs) kill() {
-	for _, c := range p.cmds {
+	p.stopping.Store(true)
+	for i, c := range p.cmds {
 		_ = c.Process.Kill()
-		_ = c.Wait()
+		<-p.done[i]
 	}
 }
