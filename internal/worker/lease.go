@@ -32,8 +32,9 @@ const LeaseBucket = "GUESTFLOW_LEASES"
 // None of those is a failed attempt, and counting them would dead-letter
 // inputs and stretch their backoff under mere load. A failed attempt leaves
 // the key behind, expired, with the count; a finished input deletes it.
-// Taking over a lease whose worker died counts as a failure too, so an
-// input that kills its worker every time is still dead-lettered in the end.
+// Taking over a lease whose worker died counts as a failure too, and as a
+// death: an input whose workers died MaxAttempts times is dead-lettered
+// without running again, since it may be what kills them.
 type leases struct {
 	kv  jetstream.KeyValue
 	ttl time.Duration
@@ -61,35 +62,38 @@ func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, 
 type lease struct {
 	key string
 	rev uint64
-	// failures is how many earlier attempts at this input failed.
-	failures int
+	// failures is how many earlier attempts at this input failed;
+	// deaths is how many of them ended with their worker.
+	failures, deaths int
 }
 
-// state is a lease key's value: "<expiry unix nanos> <failures>". An
-// expiry of 0 means released after a failure, waiting for the next try.
+// state is a lease key's value: "<expiry unix nanos> <failures> <deaths>".
+// An expiry of 0 means released after a failure, waiting for the next try.
 type state struct {
-	until    int64
-	failures int
+	until            int64
+	failures, deaths int
 }
 
 func (s state) encode() []byte {
-	return []byte(strconv.FormatInt(s.until, 10) + " " + strconv.Itoa(s.failures))
+	return fmt.Appendf(nil, "%d %d %d", s.until, s.failures, s.deaths)
 }
 
 // decodeState reads a value; one it cannot read counts as an expired lease
 // with no failures, so a corrupt key never blocks an input.
 func decodeState(b []byte) state {
-	until, failures, _ := strings.Cut(string(b), " ")
+	f := strings.Fields(string(b))
+	f = append(f, "0", "0", "0")
 	var s state
-	s.until, _ = strconv.ParseInt(until, 10, 64)
-	s.failures, _ = strconv.Atoi(failures)
+	s.until, _ = strconv.ParseInt(f[0], 10, 64)
+	s.failures, _ = strconv.Atoi(f[1])
+	s.deaths, _ = strconv.Atoi(f[2])
 	return s
 }
 
 // acquire takes the lease on key, or reports false when a live lease of
 // another delivery holds it.
 func (l *leases) acquire(ctx context.Context, key string) (*lease, bool, error) {
-	rev, err := l.kv.Create(ctx, key, l.held(0))
+	rev, err := l.kv.Create(ctx, key, l.held(state{}))
 	if err == nil {
 		return &lease{key: key, rev: rev}, true, nil
 	}
@@ -110,18 +114,19 @@ func (l *leases) acquire(ctx context.Context, key string) (*lease, bool, error) 
 	if s.until != 0 {
 		// Expired while held: its worker died mid-attempt.
 		s.failures++
+		s.deaths++
 	}
 	// Take it over unless someone else just did.
-	rev, err = l.kv.Update(ctx, key, l.held(s.failures), e.Revision())
+	rev, err = l.kv.Update(ctx, key, l.held(s), e.Revision())
 	if err != nil {
 		return nil, false, nil
 	}
-	return &lease{key: key, rev: rev, failures: s.failures}, true, nil
+	return &lease{key: key, rev: rev, failures: s.failures, deaths: s.deaths}, true, nil
 }
 
 // renew extends a held lease; failing to is harmless for the holder.
 func (l *leases) renew(ctx context.Context, ls *lease) {
-	if rev, err := l.kv.Update(ctx, ls.key, l.held(ls.failures), ls.rev); err == nil {
+	if rev, err := l.kv.Update(ctx, ls.key, l.held(state{failures: ls.failures, deaths: ls.deaths}), ls.rev); err == nil {
 		ls.rev = rev
 	}
 }
@@ -135,19 +140,21 @@ func (l *leases) release(ctx context.Context, ls *lease) {
 // for the next delivery. Should the write fail, the key expires as if its
 // worker had died, which counts the failure all the same.
 func (l *leases) failed(ctx context.Context, ls *lease, failures int) {
-	_, _ = l.kv.Update(ctx, ls.key, state{until: 0, failures: failures}.encode(), ls.rev)
+	_, _ = l.kv.Update(ctx, ls.key, state{failures: failures, deaths: ls.deaths}.encode(), ls.rev)
 }
 
 // free ends a held lease after a delivery that was not an attempt (it
 // waited for budget), keeping the count as it was.
 func (l *leases) free(ctx context.Context, ls *lease) {
-	if ls.failures == 0 {
+	if ls.failures == 0 && ls.deaths == 0 {
 		l.release(ctx, ls)
 		return
 	}
 	l.failed(ctx, ls, ls.failures)
 }
 
-func (l *leases) held(failures int) []byte {
-	return state{until: l.now().Add(l.ttl).UnixNano(), failures: failures}.encode()
+// held is s as held by a live delivery until the lease's time is up.
+func (l *leases) held(s state) []byte {
+	s.until = l.now().Add(l.ttl).UnixNano()
+	return s.encode()
 }

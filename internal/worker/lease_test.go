@@ -73,6 +73,13 @@ func TestLeaseCountsFailedAttempts(t *testing.T) {
 	ls = get(1) // a wait for budget keeps the count as it was
 	now = now.Add(5 * time.Second)
 	ls = get(2) // its worker died: that attempt failed too
+	if ls.deaths != 1 {
+		t.Fatalf("deaths %d, want 1", ls.deaths)
+	}
+	l.failed(ctx, ls, 3)
+	if ls = get(3); ls.deaths != 1 {
+		t.Fatalf("deaths %d after an ordinary failure, want still 1", ls.deaths)
+	}
 	l.release(ctx, ls)
 	get(0) // a finished input starts over
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -58,6 +59,15 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	// input waiting for its expiry.
 	lctx := context.WithoutCancel(ctx)
 	log = log.With("failures", ls.failures)
+	if ls.deaths >= w.o.MaxAttempts {
+		// Its workers died during every attempt (killed for memory, a
+		// crash in a dependency): another try would likely kill this one.
+		err := fmt.Errorf("gave up after %d attempts during which the worker stopped without an answer; look for crashes or out-of-memory kills in the worker logs", ls.deaths)
+		if w.deadLetter(ctx, d, failure.Verdict{Reason: failure.AttemptsExhausted}, err) {
+			w.leases.release(lctx, ls)
+		}
+		return
+	}
 
 	next, err := w.call(ctx, msg, ev, ls)
 	if err != nil {
@@ -95,6 +105,15 @@ func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event, ls
 	}
 	done := make(chan result, 1)
 	go func() {
+		// A panicking step is a failed attempt, not a dead worker: the
+		// other inputs in flight go on, and this one is retried and then
+		// dead-lettered with the panic as its error.
+		defer func() {
+			if p := recover(); p != nil {
+				w.log.Error("step panicked", "panic", p, "stack", string(debug.Stack()))
+				done <- result{nil, fmt.Errorf("step %s panicked: %v", w.step.Name, p)}
+			}
+		}()
 		next, err := w.step.Handler.Handle(ctx, ev)
 		done <- result{next, err}
 	}()

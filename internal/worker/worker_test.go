@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -332,5 +333,66 @@ func TestFailuresAfterThrottlingGetTheirFullAttempts(t *testing.T) {
 	}
 	if got := dl.Headers().Get(worker.HeaderError); !strings.Contains(got, "after 2 failed attempts") {
 		t.Errorf("Guestflow-Error %q does not say how many attempts failed", got)
+	}
+}
+
+func TestPanicIsAFailedAttempt(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	o := fast
+	o.MaxAttempts = 2
+	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
+		if events.OnboardingID(in) == "in-10" {
+			calls.Add(1)
+			var m map[string]int
+			m["boom"]++ // a bug in a step
+		}
+		return emitInvited(ctx, in)
+	}), o)
+	h.publishJoined("in-10")
+	dl := h.next(worker.DLQStream, worker.DLQPrefix+"invite")
+	if got := dl.Headers().Get(worker.HeaderError); !strings.Contains(got, "step invite panicked: assignment to entry in nil map") {
+		t.Errorf("Guestflow-Error %q does not carry the panic", got)
+	}
+	if calls.Load() != 2 {
+		t.Errorf("%d calls, want the 2 attempts", calls.Load())
+	}
+	// The worker survived: the next input goes through.
+	h.publishJoined("in-11")
+	m := h.next(worker.Stream, events.SubjectInvited)
+	ev, err := events.Decode(m.Subject(), m.Headers(), m.Data())
+	if err != nil || events.OnboardingID(ev) != "in-11" {
+		t.Errorf("first invited event %v (%v), want in-11's", events.OnboardingID(ev), err)
+	}
+}
+
+func TestInputWhoseWorkersKeepDyingIsDeadLettered(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	o := fast
+	o.MaxAttempts = 3
+	// The lease of input 1 as the third worker to die on it left it: held,
+	// expired, two failures recorded before, both deaths.
+	kv, err := h.js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: worker.LeaseBucket, Storage: jetstream.FileStorage, TTL: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), "invite.1", []byte(fmt.Sprintf("%d 2 2", time.Now().Add(-time.Minute).UnixNano()))); err != nil {
+		t.Fatal(err)
+	}
+	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
+		calls.Add(1)
+		return emitInvited(ctx, in)
+	}), o)
+	h.publishJoined("in-12")
+	dl := h.next(worker.DLQStream, worker.DLQPrefix+"invite")
+	if got := dl.Headers().Get(worker.HeaderReason); got != failure.AttemptsExhausted {
+		t.Errorf("reason %q", got)
+	}
+	if got := dl.Headers().Get(worker.HeaderError); !strings.Contains(got, "gave up after 3 attempts during which the worker stopped") {
+		t.Errorf("Guestflow-Error %q", got)
+	}
+	if calls.Load() != 0 {
+		t.Errorf("the step ran %d times on an input that kills its workers", calls.Load())
 	}
 }
