@@ -63,9 +63,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		// Its workers died during every attempt (killed for memory, a
 		// crash in a dependency): another try would likely kill this one.
 		err := fmt.Errorf("gave up after %d attempts during which the worker stopped without an answer; look for crashes or out-of-memory kills in the worker logs", ls.deaths)
-		if w.deadLetter(ctx, d, failure.Verdict{Reason: failure.AttemptsExhausted}, err) {
-			w.leases.release(lctx, ls)
-		}
+		w.giveUp(ctx, d, ls, ls.failures, failure.Verdict{Reason: failure.AttemptsExhausted}, err)
 		return
 	}
 
@@ -190,11 +188,19 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logg
 		err = fmt.Errorf("gave up after %d failed attempts in %s: %w",
 			failures, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
 	}
+	w.giveUp(ctx, d, ls, failures, v, err)
+}
+
+// giveUp dead-letters a leased input and ends its lease: gone with the
+// dead letter, or kept with the failures when the dead letter could not be
+// stored and the input comes back.
+func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int, v failure.Verdict, err error) {
+	lctx := context.WithoutCancel(ctx)
 	if w.deadLetter(ctx, d, v, err) {
 		w.leases.release(lctx, ls)
-	} else {
-		w.leases.failed(lctx, ls, failures)
+		return
 	}
+	w.leases.failed(lctx, ls, failures)
 }
 
 func (w *runner) nak(d delivery, log *slog.Logger, delay time.Duration) {
