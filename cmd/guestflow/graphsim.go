@@ -19,6 +19,8 @@ type simFlags struct {
 	clientSecret string
 	writeLimit   string
 	inviteLimit  string
+	dvLimit      string
+	dvConc       int
 	faultRate    float64
 	dropRate     float64
 	latency      time.Duration
@@ -37,6 +39,10 @@ func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
 	fl.StringVar(&f.clientSecret, "client-secret", graphsim.DefaultClientSecret, "that app's secret")
 	fl.StringVar(&f.writeLimit, "write-limit", "", "Graph identity writes per app, N/DURATION (e.g. 3000/150s); empty = unlimited")
 	fl.StringVar(&f.inviteLimit, "invite-limit", "", "invitations, N/DURATION (e.g. 150/5s); empty = unlimited")
+	fl.StringVar(&f.dvLimit, "dataverse-limit", "",
+		"Dataverse requests per instance, N/DURATION (Microsoft's service protection: "+graphsim.MicrosoftDataverseLimit+"); empty = unlimited")
+	fl.IntVar(&f.dvConc, "dataverse-concurrency", 0,
+		fmt.Sprintf("Dataverse requests at once per instance (Microsoft's: %d); 0 = unlimited", graphsim.MicrosoftDataverseConcurrency))
 	fl.Float64Var(&f.faultRate, "fault-rate", 0, "share of API calls answered 429/500/503/504 (0-1)")
 	fl.Float64Var(&f.dropRate, "drop-rate", 0, "share of API calls whose connection is dropped without an answer (0-1)")
 	fl.DurationVar(&f.latency, "latency", 0, "latency added to every API call")
@@ -55,11 +61,15 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--invite-limit: %w", err)
 	}
+	dl, err := graphsim.ParseLimit(f.dvLimit)
+	if err != nil {
+		return nil, fmt.Errorf("--dataverse-limit: %w", err)
+	}
 	if f.faultRate < 0 || f.faultRate > 1 || f.dropRate < 0 || f.dropRate > 1 {
 		return nil, fmt.Errorf("--fault-rate %v / --drop-rate %v: must be between 0 and 1", f.faultRate, f.dropRate)
 	}
-	if f.seats < 0 || f.syncDelay < 0 || f.latency < 0 || f.replLag < 0 {
-		return nil, fmt.Errorf("--seats, --sync-delay, --latency and --replication-lag cannot be negative")
+	if f.seats < 0 || f.syncDelay < 0 || f.latency < 0 || f.replLag < 0 || f.dvConc < 0 {
+		return nil, fmt.Errorf("--seats, --sync-delay, --latency, --replication-lag and --dataverse-concurrency cannot be negative")
 	}
 	// In Options a zero means "the default"; on the command line it means zero.
 	syncDelay, seats := f.syncDelay, f.seats
@@ -71,7 +81,7 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	}
 	sim, err := graphsim.New(graphsim.Options{
 		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
-		WriteLimit: wl, InviteLimit: il, FaultRate: f.faultRate, DropRate: f.dropRate, Latency: f.latency,
+		WriteLimit: wl, InviteLimit: il, DataverseLimit: dl, DataverseConcurrency: f.dvConc, FaultRate: f.faultRate, DropRate: f.dropRate, Latency: f.latency,
 		SyncDelay: syncDelay, Seats: seats, ReplicationLag: f.replLag,
 	})
 	if err != nil {

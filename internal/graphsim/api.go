@@ -95,6 +95,17 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 		}
 	}()
 
+	if dataverse {
+		// A concurrency slot spans the whole request, latency included,
+		// as the time a request holds a Dataverse web server does.
+		if name := instanceName(r); s.instances[name] != nil {
+			if !s.protection.enter(name) {
+				c.tooManyConcurrent()
+				return
+			}
+			defer s.protection.leave(name)
+		}
+	}
 	if !s.sleep(r.Context()) {
 		w.canceled = true
 		return
@@ -109,7 +120,7 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 		return
 	}
 	if dataverse {
-		name := strings.SplitN(r.URL.Path, "/", 4)[2]
+		name := instanceName(r)
 		if c.inst = s.instances[name]; c.inst == nil {
 			c.fail(http.StatusNotFound, "0x80040217", fmt.Sprintf("Organization %q does not exist: graphsim knows the instances %s.", name, strings.Join(s.instanceNames(), ", ")))
 			return
@@ -136,7 +147,20 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 	if rt.budget != noBudget && !c.admit() {
 		return
 	}
+	if dataverse && !c.admitDataverse() {
+		return
+	}
 	rt.handle(c)
+}
+
+// instanceName is the instance a Dataverse path names:
+// /instances/{name}/api/data/v9.2/….
+func instanceName(r *http.Request) string {
+	parts := strings.SplitN(r.URL.Path, "/", 4)
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[2]
 }
 
 // sleep adds the configured latency, giving up when the client does.

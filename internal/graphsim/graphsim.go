@@ -42,6 +42,13 @@ type Options struct {
 	// invitations. An invitation counts against both. Zero is unlimited.
 	WriteLimit, InviteLimit Limit
 
+	// DataverseLimit and DataverseConcurrency are Dataverse's service
+	// protection limits per instance: requests per sliding window, and
+	// requests at once (MicrosoftDataverseLimit and
+	// MicrosoftDataverseConcurrency are Microsoft's). Zero is unlimited.
+	DataverseLimit       Limit
+	DataverseConcurrency int
+
 	// FaultRate is the share (0–1) of Graph and Dataverse API requests
 	// answered 429, 500, 503 or 504 before anything else happens.
 	FaultRate float64
@@ -83,11 +90,12 @@ type Sim struct {
 	tlsCert tls.Certificate
 	key     []byte // signs tokens; random per process, so tokens cannot be forged or outlive the emulator
 
-	instances map[string]*instance // immutable after New
-	handler   http.Handler
-	budgets   *budgets
-	stats     stats
-	skew      atomic.Int64 // added to the wall clock; lets tests move time forward
+	instances  map[string]*instance // immutable after New
+	handler    http.Handler
+	budgets    *budgets
+	protection *protection
+	stats      stats
+	skew       atomic.Int64 // added to the wall clock; lets tests move time forward
 
 	mu sync.Mutex // guards st
 	st *state
@@ -156,6 +164,7 @@ func New(opts Options) (*Sim, error) {
 	s.instances = seedInstances()
 	s.st = s.seedState()
 	s.budgets = newBudgets(opts.WriteLimit, opts.InviteLimit)
+	s.protection = newProtection(opts.DataverseLimit, opts.DataverseConcurrency)
 	s.stats.reset()
 	s.handler = s.routes()
 	return s, nil

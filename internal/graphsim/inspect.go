@@ -153,6 +153,7 @@ func (s *Sim) Reset() {
 	s.mu.Unlock()
 	s.stats.reset()
 	s.budgets.reset()
+	s.protection.reset()
 }
 
 // inspectRoutes serves the methods above over HTTP.

@@ -203,3 +203,60 @@ func TestDropRateDropsConnections(t *testing.T) {
 		t.Errorf("faults %d, requests %d: want the drop counted as a fault, not as an answered call", st.Faults, st.Requests)
 	}
 }
+
+func TestDataverseRequestLimit(t *testing.T) {
+	e := start(t, Options{DataverseLimit: Limit{N: 2, Per: 5 * time.Minute}})
+	whoAmI := func(instance string) result { return e.dv(instance, "GET", "/businessunits?$select=name", nil) }
+	for i := range 2 {
+		if r := whoAmI("sales"); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i+1, r.status, r.raw)
+		}
+	}
+	e.s.advance(time.Minute)
+	r := whoAmI("sales")
+	if r.status != 429 || r.errCode() != "0x80072322" ||
+		r.errMessage() != "Number of requests exceeded the limit of 2 over time window of 300 seconds." {
+		t.Fatalf("3rd request: %d %s", r.status, r.raw)
+	}
+	// The first request leaves the five-minute window four minutes from now.
+	if ra := r.header.Get("Retry-After"); ra != "240" {
+		t.Errorf("Retry-After %q, want 240", ra)
+	}
+	if r := whoAmI("service"); r.status != 200 {
+		t.Errorf("another instance shares the limit: %d", r.status)
+	}
+	if r := e.graph("GET", "/users/"+MeganUserID, nil); r.status != 200 {
+		t.Errorf("Graph shares Dataverse's limit: %d", r.status)
+	}
+	e.s.advance(4 * time.Minute)
+	if r := whoAmI("sales"); r.status != 200 {
+		t.Errorf("after Retry-After: %d %s", r.status, r.raw)
+	}
+	if st := e.s.Stats(); st.Throttled != 1 {
+		t.Errorf("throttled %d, want 1", st.Throttled)
+	}
+}
+
+func TestDataverseConcurrencyLimit(t *testing.T) {
+	e := start(t, Options{DataverseConcurrency: 1, Latency: 300 * time.Millisecond})
+	tok := e.token("sales") // fetched first, so both requests start together
+	results := make(chan result, 2)
+	for range 2 {
+		go func() { results <- e.do("GET", "/instances/sales/api/data/v9.2/businessunits?$select=name", tok, nil) }()
+	}
+	statuses := map[int]int{}
+	for range 2 {
+		r := <-results
+		statuses[r.status]++
+		if r.status == 429 && (r.errCode() != "0x80072326" || r.errMessage() != "Number of concurrent requests exceeded the limit of 1." || r.header.Get("Retry-After") == "") {
+			t.Errorf("refused request: %d %v %s", r.status, r.header, r.raw)
+		}
+	}
+	if statuses[200] != 1 || statuses[429] != 1 {
+		t.Errorf("statuses %v, want one 200 and one 429", statuses)
+	}
+	// Both slots are free again: a request after them goes through.
+	if r := e.dv("sales", "GET", "/businessunits?$select=name", nil); r.status != 200 {
+		t.Errorf("after the others ended: %d %s", r.status, r.raw)
+	}
+}
