@@ -171,6 +171,28 @@ func TestReplicationLagIsRetried(t *testing.T) {
 	}
 }
 
+func TestDataverseServiceProtectionIsWaitedOut(t *testing.T) {
+	// A role attempt makes up to five Dataverse calls, so two onboardings
+	// into sales meet a limit of six per two seconds, one at a time. (A
+	// limit below one attempt's calls could never be met: an attempt starts
+	// over after each 429.)
+	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond,
+		DataverseLimit: graphsim.Limit{N: 6, Per: 2 * time.Second}, DataverseConcurrency: 1})
+	s.publishJoined("dvlimit-1", sales("ana@fabrikam.com"))
+	s.publishJoined("dvlimit-2", sales("kenji@adatum.example"))
+	s.await("dvlimit-1", "dvlimit-2")
+	s.settle()
+	if dl := s.deadLetters(); len(dl) != 0 {
+		t.Errorf("dead letters: %v", dl)
+	}
+	if st := s.sim.Stats(); st.Throttled == 0 {
+		t.Errorf("Dataverse never throttled: %v", st.Calls)
+	}
+	if n := s.calls("POST /instances/{instance}/api/data/v9.2/systemusers({id})/systemuserroles_association/$ref", 204); n != 2 {
+		t.Errorf("%d role associations, want 2", n)
+	}
+}
+
 func TestExistingGuestIsInvitedAgainNotDuplicated(t *testing.T) {
 	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond})
 	s.publishJoined("again-1", sales("ana@fabrikam.com"))
