@@ -2,9 +2,6 @@ package graphsim
 
 import (
 	"fmt"
-	"math"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -73,11 +70,7 @@ func (p *protection) leave(instance string) {
 func (p *protection) take(instance string, now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := p.requests[instance]
-	if w == nil {
-		w = newWindow(p.limit)
-		p.requests[instance] = w
-	}
+	w := windowIn(p.requests, instance, p.limit)
 	if d := w.wait(now); d > 0 {
 		return d
 	}
@@ -92,20 +85,17 @@ func (c *call) admitDataverse() bool {
 	if wait <= 0 {
 		return true
 	}
-	secs := max(1, int(math.Ceil(wait.Seconds())))
-	c.s.stats.count(func(st *stats) { st.throttled++ })
-	c.w.Header().Set("Retry-After", strconv.Itoa(secs))
 	l := c.s.protection.limit
-	c.fail(http.StatusTooManyRequests, codeDataverseRequests, fmt.Sprintf(
-		"Number of requests exceeded the limit of %d over time window of %d seconds.", l.N, int(l.Per.Seconds())))
+	c.throttled(wait, codeDataverseRequests, func(int) string {
+		return fmt.Sprintf("Number of requests exceeded the limit of %d over time window of %d seconds.", l.N, int(l.Per.Seconds()))
+	})
 	return false
 }
 
 // tooManyConcurrent answers a Dataverse request beyond the concurrency
 // limit.
 func (c *call) tooManyConcurrent() {
-	c.s.stats.count(func(st *stats) { st.throttled++ })
-	c.w.Header().Set("Retry-After", "1")
-	c.fail(http.StatusTooManyRequests, codeDataverseConcurrent, fmt.Sprintf(
-		"Number of concurrent requests exceeded the limit of %d.", c.s.protection.concurrency))
+	c.throttled(time.Second, codeDataverseConcurrent, func(int) string {
+		return fmt.Sprintf("Number of concurrent requests exceeded the limit of %d.", c.s.protection.concurrency)
+	})
 }

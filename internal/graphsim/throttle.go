@@ -41,11 +41,7 @@ func (b *budgets) reset() {
 func (b *budgets) take(app string, kind budgetKind, now time.Time) (wait time.Duration, which string, l Limit) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	w := b.writes[app]
-	if w == nil {
-		w = newWindow(b.write)
-		b.writes[app] = w
-	}
+	w := windowIn(b.writes, app, b.write)
 	if d := w.wait(now); d > 0 {
 		wait, which, l = d, "identity write", b.write
 	}
@@ -110,12 +106,29 @@ func (c *call) admit() bool {
 	if wait <= 0 {
 		return true
 	}
+	c.throttled(wait, "TooManyRequests", func(secs int) string {
+		return fmt.Sprintf("Too many requests: the %s budget of %d per %s is spent. Retry after %d seconds.", which, l.N, l.Per, secs)
+	})
+	return false
+}
+
+// throttled answers 429 with Retry-After in whole seconds (at least 1) and
+// counts it; message gets those seconds.
+func (c *call) throttled(wait time.Duration, code string, message func(secs int) string) {
 	secs := max(1, int(math.Ceil(wait.Seconds())))
 	c.s.stats.count(func(st *stats) { st.throttled++ })
 	c.w.Header().Set("Retry-After", strconv.Itoa(secs))
-	c.fail(http.StatusTooManyRequests, "TooManyRequests", fmt.Sprintf(
-		"Too many requests: the %s budget of %d per %s is spent. Retry after %d seconds.", which, l.N, l.Per, secs))
-	return false
+	c.fail(http.StatusTooManyRequests, code, message(secs))
+}
+
+// windowIn returns key's window in m, creating it with limit l.
+func windowIn(m map[string]*window, key string, l Limit) *window {
+	w := m[key]
+	if w == nil {
+		w = newWindow(l)
+		m[key] = w
+	}
+	return w
 }
 
 // dropConnection decides whether to drop a random DropRate share of API
