@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,12 +52,14 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 		return nil, err
 	}
 	gopts := graph.Options{SDKRetry: so.SDKRetry}
+	dvc := hc
 	if so.Throttle != nil {
 		gate, err := throttle.Open(ctx, js, *so.Throttle)
 		if err != nil {
 			return nil, err
 		}
 		gopts.Wrap = gate.Transport
+		dvc = withTransport(hc, gate.DataverseTransport)
 	}
 	gc, err := graph.New(cred, cfg.Tenant.GraphURL, hc, gopts)
 	if err != nil {
@@ -86,7 +89,7 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 		case license.Name:
 			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc)}
 		case role.Name:
-			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, hc), cfg.Instances, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
+			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, dvc), cfg.Instances, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
 		case notify.Name:
 			m, err := openMemo()
 			if err != nil {
@@ -100,6 +103,13 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 		steps = append(steps, s)
 	}
 	return steps, nil
+}
+
+// withTransport is hc with its transport wrapped.
+func withTransport(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
+	c := *hc
+	c.Transport = wrap(hc.Transport)
+	return &c
 }
 
 // Connect opens a NATS connection that keeps reconnecting: a broker restart

@@ -206,6 +206,11 @@ func (c *Client) call(ctx context.Context, service, op, scope, method, u string,
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		var verdict *failure.Error
+		if errors.As(err, &verdict) {
+			// Already judged on the way (a shared pause after a 429).
+			return fmt.Errorf("%s: %s: %w", service, op, err)
+		}
 		return &failure.Remote{Service: service, Op: op, Message: err.Error()}
 	}
 	defer resp.Body.Close()

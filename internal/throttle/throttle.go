@@ -1,6 +1,7 @@
 // Package throttle shares one Microsoft Graph budget among every worker of a
 // tenant — replicas of a step and the different steps alike — through a NATS
-// key-value bucket, so that no extra server is needed.
+// key-value bucket, so that no extra server is needed. Dataverse's service
+// protection 429s are shared the same way, per instance.
 //
 // Graph budgets identity writes per app and tenant (3,000 per 2.5 minutes)
 // and invitations per tenant (150 per 5 seconds). Workers that each retry on
@@ -12,7 +13,11 @@
 //     number of replicas;
 //   - when Graph answers 429 anyway, it records Retry-After in the bucket and
 //     every worker stops writing until then, instead of each learning it
-//     from a 429 of its own.
+//     from a 429 of its own;
+//   - when a Dataverse instance answers 429 (its service protection limits
+//     count per app user and instance, whichever worker calls), every
+//     worker stops calling that instance until its Retry-After, as
+//     Microsoft asks clients to.
 //
 // A short wait for a slot is slept in place (it is pacing, measured in
 // milliseconds); a longer one is returned as failure.Throttle so that the
@@ -25,6 +30,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,12 +43,13 @@ import (
 const Bucket = "GUESTFLOW_THROTTLE"
 
 // Keys in the bucket: the theoretical arrival time of the next write and of
-// the next invitation, and the time until which writes are paused, all as
-// Unix nanoseconds.
+// the next invitation, and the times until which Graph writes and each
+// Dataverse instance's calls are paused, all as Unix nanoseconds.
 const (
-	keyWrites  = "graph.writes"
-	keyInvites = "graph.invitations"
-	keyPause   = "graph.pause"
+	keyWrites         = "graph.writes"
+	keyInvites        = "graph.invitations"
+	keyPause          = "graph.pause"
+	keyDataversePause = "dataverse.*.pause" // * is the instance's key; see dataverseKey
 )
 
 // Defaults for Microsoft's published limits, with a tenth kept in reserve
@@ -70,8 +77,10 @@ type Options struct {
 type Gate struct {
 	kv    jetstream.KeyValue
 	o     Options
-	pause atomic.Int64 // Unix ns; a local copy of keyPause kept by watch
-	now   func() time.Time
+	// pauses are local copies of the pause keys (key → *atomic.Int64, Unix
+	// ns), kept by a watch so that checking one costs no round trip.
+	pauses sync.Map
+	now    func() time.Time
 }
 
 // Open creates or opens the bucket and starts following pauses until ctx
@@ -93,7 +102,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
 	g := &Gate{kv: kv, o: o, now: time.Now}
-	w, err := kv.Watch(ctx, keyPause)
+	w, err := g.watch(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
@@ -101,7 +110,12 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 	return g, nil
 }
 
-// follow keeps the local pause in step with the bucket, so checking it costs
+// watch follows every pause key.
+func (g *Gate) watch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return g.kv.WatchFiltered(ctx, []string{keyPause, keyDataversePause})
+}
+
+// follow keeps the local pauses in step with the bucket, so checking it costs
 // no round trip. A watch can end with the connection (a broker restart);
 // it is then opened again.
 func (g *Gate) follow(ctx context.Context, w jetstream.KeyWatcher) {
@@ -115,7 +129,7 @@ func (g *Gate) follow(ctx context.Context, w jetstream.KeyWatcher) {
 			case <-time.After(time.Second):
 			}
 			var err error
-			if w, err = g.kv.Watch(ctx, keyPause); err == nil {
+			if w, err = g.watch(ctx); err == nil {
 				break
 			}
 		}
@@ -136,19 +150,36 @@ func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 				continue
 			}
 			if v, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
-				g.raisePause(v)
+				g.raisePause(e.Key(), v)
 			}
 		}
 	}
 }
 
-func (g *Gate) raisePause(until int64) {
+func (g *Gate) pauseOf(key string) *atomic.Int64 {
+	p, _ := g.pauses.LoadOrStore(key, new(atomic.Int64))
+	return p.(*atomic.Int64)
+}
+
+func (g *Gate) raisePause(key string, until int64) {
+	p := g.pauseOf(key)
 	for {
-		cur := g.pause.Load()
-		if until <= cur || g.pause.CompareAndSwap(cur, until) {
+		cur := p.Load()
+		if until <= cur || p.CompareAndSwap(cur, until) {
 			return
 		}
 	}
+}
+
+// paused reports how long calls under key must still wait, with jitter, or
+// zero.
+func (g *Gate) paused(key string) time.Duration {
+	now := g.now()
+	until := time.Unix(0, g.pauseOf(key).Load())
+	if !until.After(now) {
+		return 0
+	}
+	return until.Sub(now) + jitter(until.Sub(now))
 }
 
 // Kind is what a Graph request costs.
@@ -168,9 +199,7 @@ func (g *Gate) Acquire(ctx context.Context, k Kind) error {
 	if k == Free {
 		return nil
 	}
-	now := g.now()
-	if until := time.Unix(0, g.pause.Load()); until.After(now) {
-		d := until.Sub(now) + jitter(until.Sub(now))
+	if d := g.paused(keyPause); d > 0 {
 		return failure.Throttle(fmt.Errorf("graph writes are paused for %s after a 429", d.Round(time.Millisecond)), d)
 	}
 	var wait time.Duration
@@ -267,17 +296,22 @@ func (g *Gate) store(ctx context.Context, key string, v int64, rev uint64) error
 
 // Pause stops every worker's writes for d, as a 429's Retry-After asks.
 func (g *Gate) Pause(ctx context.Context, d time.Duration) error {
+	return g.pause(ctx, keyPause, d)
+}
+
+// pause raises the pause under key to d from now, here and in the bucket.
+func (g *Gate) pause(ctx context.Context, key string, d time.Duration) error {
 	until := g.now().Add(d).UnixNano()
-	g.raisePause(until)
+	g.raisePause(key, until)
 	for {
-		cur, rev, err := g.load(ctx, keyPause)
+		cur, rev, err := g.load(ctx, key)
 		if err != nil {
 			return err
 		}
 		if cur >= until {
 			return nil
 		}
-		err = g.store(ctx, keyPause, until, rev)
+		err = g.store(ctx, key, until, rev)
 		if !errors.Is(err, errConflict) {
 			return err
 		}

@@ -3,8 +3,11 @@ package throttle_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,5 +129,58 @@ func TestKindOf(t *testing.T) {
 		if got := throttle.KindOf(tt.method, tt.path); got != tt.want {
 			t.Errorf("KindOf(%s %s) = %v, want %v", tt.method, tt.path, got, tt.want)
 		}
+	}
+}
+
+func TestDataverse429PausesThatInstanceForEveryReplica(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/instances/sales/api/data/v9.2/roles" && r.Header.Get("X-First") == "1" {
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	gs := gates(t, 2, throttle.Options{})
+	call := func(g *throttle.Gate, path string, first bool) error {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if first {
+			req.Header.Set("X-First", "1")
+		}
+		resp, err := (&http.Client{Transport: g.DataverseTransport(nil)}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := call(gs[0], "/instances/sales/api/data/v9.2/roles", true); err != nil {
+		t.Fatal(err)
+	}
+	// The other replica stops calling sales without a 429 of its own…
+	deadline := time.Now().Add(time.Second)
+	for {
+		before := hits.Load()
+		err := call(gs[1], "/instances/sales/api/data/v9.2/systemusers", false)
+		if err != nil {
+			if v := failure.Classify(err); v.Reason != failure.Throttled || v.After < 2*time.Second || hits.Load() != before {
+				t.Errorf("paused call: %v (verdict %+v, reached the server: %v)", err, v, hits.Load() != before)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica never saw the pause")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// …while another instance and the admin API are not paused.
+	if err := call(gs[1], "/instances/service/api/data/v9.2/systemusers", false); err != nil {
+		t.Errorf("another instance paused: %v", err)
+	}
+	if err := call(gs[1], "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/x/addUser", false); err != nil {
+		t.Errorf("the admin API paused: %v", err)
 	}
 }

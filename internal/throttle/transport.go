@@ -1,11 +1,16 @@
 package throttle
 
 import (
+	"fmt"
+	"hash/fnv"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/guestflow/guestflow/internal/failure"
 )
 
 // Transport returns an http.RoundTripper that takes budget from g before
@@ -65,4 +70,64 @@ func retryAfter(v string) time.Duration {
 		return time.Duration(s) * time.Second
 	}
 	return 5 * time.Second
+}
+
+// DataverseTransport returns an http.RoundTripper for Dataverse Web API
+// calls that shares each instance's 429s: after one, every worker's calls
+// to that instance fail at once with failure.Throttle until its
+// Retry-After, rather than each worker spending requests on 429s of its
+// own. Calls that are not to a Web API (the Power Platform admin API) pass
+// through.
+func (g *Gate) DataverseTransport(next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return &dataverseTransport{g: g, next: next}
+}
+
+type dataverseTransport struct {
+	g    *Gate
+	next http.RoundTripper
+}
+
+func (t *dataverseTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	key, ok := dataverseKey(req.URL)
+	if !ok {
+		return t.next.RoundTrip(req)
+	}
+	if d := t.g.paused(key); d > 0 {
+		if req.Body != nil {
+			req.Body.Close() // RoundTrip must close the body, even on error
+		}
+		return nil, failure.Throttle(fmt.Errorf("calls to %s are paused for %s after a 429", instanceRoot(req.URL), d.Round(time.Millisecond)), d)
+	}
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		_ = t.g.pause(req.Context(), key, retryAfter(resp.Header.Get("Retry-After")))
+	}
+	return resp, err
+}
+
+// webAPI marks where an instance URL ends and its Web API begins.
+const webAPI = "/api/data/"
+
+// instanceRoot is the instance URL of a Web API request.
+func instanceRoot(u *url.URL) string {
+	i := strings.Index(u.Path, webAPI)
+	if i < 0 {
+		return ""
+	}
+	return u.Host + u.Path[:i]
+}
+
+// dataverseKey is the bucket key of the instance a request is for: a hash
+// of its URL, since a URL holds characters a key may not.
+func dataverseKey(u *url.URL) (string, bool) {
+	root := instanceRoot(u)
+	if root == "" {
+		return "", false
+	}
+	h := fnv.New64a()
+	h.Write([]byte(strings.ToLower(root)))
+	return strings.Replace(keyDataversePause, "*", strconv.FormatUint(h.Sum64(), 16), 1), true
 }
