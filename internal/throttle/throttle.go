@@ -75,8 +75,8 @@ type Options struct {
 
 // Gate is one worker's view of the tenant's shared Graph budget.
 type Gate struct {
-	kv    jetstream.KeyValue
-	o     Options
+	kv jetstream.KeyValue
+	o  Options
 	// pauses are local copies of the pause keys (key → *atomic.Int64, Unix
 	// ns), kept by a watch so that checking one costs no round trip.
 	pauses sync.Map
