@@ -187,7 +187,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	if err := publish(ctx, js, o.N, mode.Name); err != nil {
 		return Result{}, err
 	}
-	last, err := w.wait(ctx, o.N, o.Progress, mode.Name, t0)
+	last, err := w.wait(ctx, o.N, t0)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", mode.Name, err)
 	}
@@ -302,8 +302,9 @@ type watch struct {
 	dead    int
 	reasons map[string]int
 	last    time.Time
-	// progress gets the first dead letter of each step and reason, so a
-	// run that dead-letters says why.
+	// progress gets a line now and then, and the first dead letter of
+	// each step and reason, so a run that dead-letters says why; name is
+	// the run's.
 	progress io.Writer
 	name     string
 }
@@ -332,7 +333,7 @@ func (w *watch) subscribe(nc *nats.Conn) error {
 			w.reasons = map[string]int{}
 		}
 		key := m.Header.Get(worker.HeaderStep) + "/" + m.Header.Get(worker.HeaderReason)
-		if w.reasons[key]++; w.reasons[key] == 1 && w.progress != nil {
+		if w.reasons[key]++; w.reasons[key] == 1 {
 			fmt.Fprintf(w.progress, "%s: first dead letter %s: %s\n", w.name, key, m.Header.Get(worker.HeaderError))
 		}
 	})
@@ -340,7 +341,7 @@ func (w *watch) subscribe(nc *nats.Conn) error {
 }
 
 // wait returns when every onboarding has finished or been dead-lettered.
-func (w *watch) wait(ctx context.Context, n int, progress io.Writer, name string, t0 time.Time) (time.Time, error) {
+func (w *watch) wait(ctx context.Context, n int, t0 time.Time) (time.Time, error) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -354,7 +355,7 @@ func (w *watch) wait(ctx context.Context, n int, progress io.Writer, name string
 		case <-ctx.Done():
 			return time.Time{}, fmt.Errorf("%d of %d onboarded, %d dead letters when the run ended: %w", done, n, dead, context.Cause(ctx))
 		case <-tick.C:
-			fmt.Fprintf(progress, "%s: %5.1fs  %d/%d onboarded, %d dead letters\n", name, time.Since(t0).Seconds(), done, n, dead)
+			fmt.Fprintf(w.progress, "%s: %5.1fs  %d/%d onboarded, %d dead letters\n", w.name, time.Since(t0).Seconds(), done, n, dead)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
