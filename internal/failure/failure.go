@@ -32,6 +32,20 @@ const (
 	AuthFailed = "auth_failed"
 	// ReplicationLag: Graph does not see an object it just created yet.
 	ReplicationLag = "replication_lag"
+	// RoleNotAllowed, LicenseNotAllowed, RedirectNotAllowed and
+	// MemberNotAllowed: the event asked for more than the instance's
+	// allow-lists grant. The configuration, not the event, decides what
+	// may be granted; fix the event or widen the named key, then replay.
+	RoleNotAllowed     = "role_not_allowed"
+	LicenseNotAllowed  = "license_not_allowed"
+	RedirectNotAllowed = "redirect_not_allowed"
+	MemberNotAllowed   = "member_not_allowed"
+	// IdentityMismatch: a later event names a user that is not the one
+	// the invite step found for this onboarding's address.
+	IdentityMismatch = "identity_mismatch"
+	// OnboardingIDReused: an onboarding id already belongs to another
+	// address; a new onboarding needs a new id.
+	OnboardingIDReused = "onboarding_id_reused"
 	// Transient is the reason of a retryable failure nobody named, e.g. a
 	// connection reset. It only reaches a dead letter through
 	// AttemptsExhausted.
