@@ -15,6 +15,8 @@ import (
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/identity"
+	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -37,19 +39,9 @@ type Memo interface {
 	Put(ctx context.Context, step, onboardingID string, v any) error
 }
 
-// found is the memo of one onboarding's user.
-type found struct {
-	UserID            string `json:"userId"`
-	UserPrincipalName string `json:"userPrincipalName"`
-	UserType          string `json:"userType"`
-	RedeemURL         string `json:"inviteRedeemUrl,omitempty"`
-	Existing          bool   `json:"existingUser"`
-	// Inviting marks an invitation about to be sent, recorded before
-	// POST /invitations; Existing then says whether the address already
-	// had a user. A memo still inviting on a redelivery means the last
-	// attempt may have invited and died before recording it.
-	Inviting bool `json:"inviting,omitempty"`
-}
+// found is the memo of one onboarding's user, which the later steps check
+// their events against.
+type found = identity.Record
 
 // Handler is the invite step.
 type Handler struct {
@@ -71,13 +63,16 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("fix the joined event's data and republish it: %w", err))
 	}
-	inst, ok := h.instances[j.Instance]
-	if !ok {
-		return nil, failure.Permanent(failure.UnknownInstance, fmt.Errorf(
-			"instance %q is not configured (known: %s); fix the event or add the instance to the configuration, then replay",
-			j.Instance, strings.Join(config.Config{Instances: h.instances}.InstanceNames(), ", ")))
+	inst, err := policy.Instance(h.instances, j.Instance)
+	if err != nil {
+		return nil, err
 	}
 	j.ApplyDefaults(events.Defaults{Roles: inst.Roles, License: inst.License, URL: inst.URL})
+	// Before any call to Microsoft: an event that asks for more than the
+	// configuration grants must not even look anyone up.
+	if err := policy.Check(j.Instance, inst, j); err != nil {
+		return nil, err
+	}
 
 	onboarding := events.OnboardingID(in)
 	var u found
@@ -85,8 +80,20 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
+	if done && !u.For(j.Email) {
+		return nil, failure.Permanent(failure.OnboardingIDReused, fmt.Errorf(
+			"onboarding id %s already belongs to another address; publish this person's joined event with a new id (nothing of the other onboarding was changed)", onboarding))
+	}
 	if !done || u.Inviting {
-		if u, err = h.ensureUser(ctx, onboarding, j, u); err != nil {
+		if u, err = h.ensureUser(ctx, onboarding, j, inst, u); err != nil {
+			return nil, err
+		}
+	}
+	member := u.UserType != "" && u.UserType != "Guest"
+	if member {
+		// Checked on every delivery, so an allowMembers taken back
+		// stops onboardings already under way.
+		if err := policy.Member(j.Instance, inst, j.Email); err != nil {
 			return nil, err
 		}
 	}
@@ -102,7 +109,8 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 			return nil, err
 		}
 	}
-	if inst.SecurityGroupID != "" {
+	// A member's group memberships are the organisation's to manage.
+	if inst.SecurityGroupID != "" && !member {
 		if err := h.addToGroup(ctx, j.Instance, inst.SecurityGroupID, u.UserID); err != nil {
 			return nil, err
 		}
@@ -129,16 +137,21 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 // nothing: a guest may redeem just in time by signing in to the instance
 // URL the mail gives. Only if the new user is not readable yet (replication
 // lag) is it invited again.
-func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Joined, last found) (found, error) {
+func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Joined, inst config.Instance, last found) (found, error) {
 	users, err := h.dir.FindUserByMail(ctx, j.Email)
 	if err != nil {
 		return found{}, err
 	}
-	var u found
+	u := found{Email: j.Email}
 	if len(users) > 0 {
 		match := pick(users)
-		u = found{UserID: match.ID, UserPrincipalName: match.UserPrincipalName, UserType: match.UserType, Existing: true}
+		u = found{Email: j.Email, UserID: match.ID, UserPrincipalName: match.UserPrincipalName, UserType: match.UserType, Existing: true}
 		if !match.IsGuest() {
+			// A member is not recorded unless the instance takes
+			// members: a refused member leaves nothing behind.
+			if err := policy.Member(j.Instance, inst, j.Email); err != nil {
+				return found{}, err
+			}
 			return u, h.memo.Put(ctx, Name, onboarding, u)
 		}
 		if last.Inviting && !last.Existing {
@@ -146,7 +159,7 @@ func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Jo
 			return u, h.memo.Put(ctx, Name, onboarding, u)
 		}
 	}
-	if err := h.memo.Put(ctx, Name, onboarding, found{Inviting: true, Existing: u.Existing}); err != nil {
+	if err := h.memo.Put(ctx, Name, onboarding, found{Email: j.Email, Inviting: true, Existing: u.Existing}); err != nil {
 		return found{}, err
 	}
 	inv, err := h.dir.Invite(ctx, j.Email, j.DisplayName, j.RedirectURL)

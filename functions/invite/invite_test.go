@@ -10,6 +10,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -17,9 +18,12 @@ import (
 type tenant struct {
 	users       []directory.User
 	invitations int
+	calls       int // every call, reads included
+	groupAdds   int
 }
 
 func (d *tenant) FindUserByMail(_ context.Context, address string) ([]directory.User, error) {
+	d.calls++
 	var out []directory.User
 	for _, u := range d.users {
 		if strings.EqualFold(u.Mail, address) {
@@ -30,6 +34,7 @@ func (d *tenant) FindUserByMail(_ context.Context, address string) ([]directory.
 }
 
 func (d *tenant) GetUser(_ context.Context, id string) (directory.User, error) {
+	d.calls++
 	for _, u := range d.users {
 		if u.ID == id {
 			return u, nil
@@ -39,6 +44,7 @@ func (d *tenant) GetUser(_ context.Context, id string) (directory.User, error) {
 }
 
 func (d *tenant) Invite(_ context.Context, email, _, _ string) (directory.Invitation, error) {
+	d.calls++
 	d.invitations++
 	users, _ := d.FindUserByMail(context.Background(), email)
 	if len(users) == 0 {
@@ -49,7 +55,11 @@ func (d *tenant) Invite(_ context.Context, email, _, _ string) (directory.Invita
 	return directory.Invitation{UserID: users[0].ID, RedeemURL: "https://login.example/redeem"}, nil
 }
 
-func (d *tenant) AddGroupMember(context.Context, string, string) error { return nil }
+func (d *tenant) AddGroupMember(context.Context, string, string) error {
+	d.calls++
+	d.groupAdds++
+	return nil
+}
 
 // memo is a memo in memory whose writes can be made to fail, as a worker
 // killed before the write would.
@@ -81,7 +91,12 @@ func joined() events.Joined {
 
 func handle(t *testing.T, h *Handler) (events.Invited, error) {
 	t.Helper()
-	in, err := events.NewJoined("onb-1", "test", joined(), time.Now())
+	return handleJoined(t, h, joined())
+}
+
+func handleJoined(t *testing.T, h *Handler, j events.Joined) (events.Invited, error) {
+	t.Helper()
+	in, err := events.NewJoined("onb-1", "test", j, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +111,13 @@ func handle(t *testing.T, h *Handler) (events.Invited, error) {
 	return out, nil
 }
 
-var instances = map[string]config.Instance{"sales": {URL: "https://sales.example", License: "DYN365_ENTERPRISE_PLAN1", Roles: []string{"Salesperson"}}}
+var instances = func() map[string]config.Instance {
+	c := config.Config{Instances: map[string]config.Instance{"sales": {
+		URL: "https://sales.example", License: "DYN365_ENTERPRISE_PLAN1", Roles: []string{"Salesperson"}, SecurityGroupID: "group-1",
+	}}}
+	c.SetDefaults()
+	return c.Instances
+}()
 
 func TestKilledBetweenInvitationAndMemoInvitesOnce(t *testing.T) {
 	dir := &tenant{}
@@ -164,5 +185,89 @@ func TestRedeliveryAfterTheMemoInvitesNoOne(t *testing.T) {
 	}
 	if dir.invitations != 1 || again.InviteRedeemURL != first.InviteRedeemURL || again.InviteRedeemURL == "" {
 		t.Errorf("%d invitations; links %q then %q", dir.invitations, first.InviteRedeemURL, again.InviteRedeemURL)
+	}
+}
+
+func TestAnEventAsksNoMoreThanTheConfigurationGrants(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		edit   func(*events.Joined)
+		reason string
+	}{
+		{"a role not allowed", func(j *events.Joined) { j.Roles = []string{"System Administrator"} }, failure.RoleNotAllowed},
+		{"one role of several not allowed", func(j *events.Joined) { j.Roles = []string{"Salesperson", "Sales Manager"} }, failure.RoleNotAllowed},
+		{"a license not allowed", func(j *events.Joined) { j.License = "DYN365_ENTERPRISE_SALES" }, failure.LicenseNotAllowed},
+		{"a redirect off the allowed hosts", func(j *events.Joined) { j.RedirectURL = "https://attacker.example/landing" }, failure.RedirectNotAllowed},
+		{"a redirect on a look-alike host", func(j *events.Joined) { j.RedirectURL = "https://sales.example.attacker.example/" }, failure.RedirectNotAllowed},
+		{"an unknown instance", func(j *events.Joined) { j.Instance = "attacker" }, failure.UnknownInstance},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, m := &tenant{}, &memo{kept: map[string][]byte{}}
+			j := joined()
+			tc.edit(&j)
+			_, err := handleJoined(t, New(dir, m, instances), j)
+			if v := failure.Classify(err); v.Retryable || v.Reason != tc.reason {
+				t.Fatalf("got %+v (%v), want the permanent %s", v, err, tc.reason)
+			}
+			if dir.calls != 0 || len(m.kept) != 0 {
+				t.Errorf("%d directory calls and %d memo records before refusing, want none", dir.calls, len(m.kept))
+			}
+		})
+	}
+	t.Run("allowed values pass", func(t *testing.T) {
+		j := joined()
+		j.Roles, j.RedirectURL = []string{"salesperson"}, "https://myapps.microsoft.com/?tenantid=x"
+		if _, err := handleJoined(t, New(&tenant{}, &memo{kept: map[string][]byte{}}, instances), j); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestMembersAreRefusedUnlessAllowedAndNeverAddedToTheGroup(t *testing.T) {
+	member := directory.User{ID: "member-1", Mail: "ana@fabrikam.com", UserPrincipalName: "ana@contoso.example", UserType: "Member"}
+	dir, m := &tenant{users: []directory.User{member}}, &memo{kept: map[string][]byte{}}
+	_, err := handle(t, New(dir, m, instances))
+	if v := failure.Classify(err); v.Retryable || v.Reason != failure.MemberNotAllowed || !strings.Contains(err.Error(), "instances.sales.allowMembers") {
+		t.Fatalf("got %+v (%v), want the permanent member_not_allowed naming the key", v, err)
+	}
+	if dir.invitations != 0 || dir.groupAdds != 0 || len(m.kept) != 0 {
+		t.Errorf("refused member: %d invitations, %d group adds, %d memo records", dir.invitations, dir.groupAdds, len(m.kept))
+	}
+
+	allowing := map[string]config.Instance{"sales": instances["sales"]}
+	in := allowing["sales"]
+	in.AllowMembers = true
+	allowing["sales"] = in
+	out, err := handle(t, New(dir, m, allowing))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.UserID != "member-1" || out.UserType != "Member" || dir.invitations != 0 || dir.groupAdds != 0 {
+		t.Errorf("allowed member: %+v, %d invitations, %d group adds; want member-1 as found, nothing written", out, dir.invitations, dir.groupAdds)
+	}
+	// Taking allowMembers back stops the onboarding on its next delivery.
+	if _, err := handle(t, New(dir, m, instances)); failure.Classify(err).Reason != failure.MemberNotAllowed {
+		t.Errorf("after allowMembers was taken back: %v", err)
+	}
+}
+
+func TestAnOnboardingIDBelongsToOneAddress(t *testing.T) {
+	dir, m := &tenant{}, &memo{kept: map[string][]byte{}}
+	first, err := handle(t, New(dir, m, instances))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := string(m.kept["invite/onb-1"])
+	j := joined()
+	j.Email = "bob@fabrikam.com"
+	_, err = handleJoined(t, New(dir, m, instances), j)
+	if v := failure.Classify(err); v.Retryable || v.Reason != failure.OnboardingIDReused {
+		t.Fatalf("got %+v (%v), want the permanent onboarding_id_reused", v, err)
+	}
+	if dir.invitations != 1 || string(m.kept["invite/onb-1"]) != before {
+		t.Errorf("the reuse invited (%d invitations) or changed the first record:\n%s\n%s", dir.invitations, before, m.kept["invite/onb-1"])
+	}
+	if first.UserID != "guest-1" {
+		t.Errorf("first onboarding: %+v", first)
 	}
 }

@@ -1,6 +1,7 @@
 // Package license is the second step: it writes the guest's profile (usage
 // location first, or Graph refuses the license) and assigns the instance's
-// Dynamics 365 license.
+// Dynamics 365 license. It acts only on the user the invite step found for
+// the onboarding, and only within the instance's allow-lists.
 package license
 
 import (
@@ -12,8 +13,11 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/identity"
+	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -28,14 +32,23 @@ type Directory interface {
 	AssignLicense(ctx context.Context, userID, skuID string) error
 }
 
+// Verifier confirms that an event's user is the one its onboarding found.
+type Verifier interface {
+	Verify(ctx context.Context, onboardingID, address, userID string) (identity.User, error)
+}
+
 // Handler is the license step.
 type Handler struct {
-	dir Directory
-	now func() time.Time
+	dir       Directory
+	verify    Verifier
+	instances map[string]config.Instance
+	now       func() time.Time
 }
 
 // New returns the step.
-func New(dir Directory) *Handler { return &Handler{dir: dir, now: time.Now} }
+func New(dir Directory, verify Verifier, instances map[string]config.Instance) *Handler {
+	return &Handler{dir: dir, verify: verify, instances: instances, now: time.Now}
+}
 
 // Handle consumes io.guestflow.user.invited.v1 and emits
 // io.guestflow.user.licensed.v1.
@@ -44,11 +57,30 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err := in.DataAs(&d); err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("invited event data: %w", err))
 	}
-	err := h.dir.UpdateProfile(ctx, d.UserID, directory.Profile{
-		GivenName: d.GivenName, Surname: d.Surname, DisplayName: d.DisplayName, UsageLocation: d.UsageLocation,
-	})
+	inst, err := policy.Instance(h.instances, d.Instance)
 	if err != nil {
 		return nil, err
+	}
+	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
+		return nil, err
+	}
+	u, err := h.verify.Verify(ctx, events.OnboardingID(in), d.Email, d.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Type == "Member" {
+		// A member's profile is the organisation's own identity
+		// source's: only the license is added.
+		if err := policy.Member(d.Instance, inst, d.Email); err != nil {
+			return nil, err
+		}
+	} else {
+		err := h.dir.UpdateProfile(ctx, d.UserID, directory.Profile{
+			GivenName: d.GivenName, Surname: d.Surname, DisplayName: d.DisplayName, UsageLocation: d.UsageLocation,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	sku, err := h.resolve(ctx, d.License)
 	if err != nil {

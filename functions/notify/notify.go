@@ -6,6 +6,8 @@ package notify
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -13,6 +15,8 @@ import (
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/identity"
+	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -32,24 +36,47 @@ type Memo interface {
 	Put(ctx context.Context, step, onboardingID string, v any) error
 }
 
-// sent is the memo of one mail.
+// Verifier confirms that an event's user is the one its onboarding found.
+type Verifier interface {
+	Verify(ctx context.Context, onboardingID, address, userID string) (identity.User, error)
+}
+
+// sent is the memo of one mail. To is the address mailed: the same
+// onboarding id for another address is refused, not taken as mailed.
 type sent struct {
 	At time.Time `json:"at"`
+	To string    `json:"to,omitempty"`
 }
 
 // Handler is the notify step.
 type Handler struct {
 	mail      Mailer
 	memo      Memo
+	verify    Verifier
 	sender    string
+	authority string // the tenant's sign-in host; redeem links live there
 	instances map[string]config.Instance
 	now       func() time.Time
 }
 
-// New returns the step; sender is the mailbox the mail comes from and
-// instances give the URL the guest signs in at.
-func New(mail Mailer, memo Memo, sender string, instances map[string]config.Instance) *Handler {
-	return &Handler{mail: mail, memo: memo, sender: sender, instances: instances, now: time.Now}
+// Options are the notify step's settings from the configuration.
+type Options struct {
+	// Sender is the mailbox the mail comes from.
+	Sender string
+	// AuthorityHost is the tenant's sign-in endpoint (tenant.authorityHost):
+	// the only host an invitation redemption link may point at.
+	AuthorityHost string
+	// Instances give the URL the guest signs in at.
+	Instances map[string]config.Instance
+}
+
+// New returns the step.
+func New(mail Mailer, memo Memo, verify Verifier, o Options) *Handler {
+	host := ""
+	if u, err := url.Parse(o.AuthorityHost); err == nil {
+		host = strings.ToLower(u.Host)
+	}
+	return &Handler{mail: mail, memo: memo, verify: verify, sender: o.Sender, authority: host, instances: o.Instances, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.role_assigned.v1 and emits
@@ -59,9 +86,31 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err := in.DataAs(&d); err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("role_assigned event data: %w", err))
 	}
+	inst, err := policy.Instance(h.instances, d.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
+		return nil, err
+	}
+	onboarding := events.OnboardingID(in)
+	u, err := h.verify.Verify(ctx, onboarding, d.Email, d.UserID)
+	if err != nil {
+		return nil, err
+	}
+	// The mail carries only links the configuration and Graph vouch
+	// for: the instance's URL, and the redemption link the invite step
+	// got from Graph, or one on the tenant's sign-in host.
+	if u.RedeemURL != "" {
+		d.InviteRedeemURL = u.RedeemURL
+	} else if d.InviteRedeemURL != "" && !h.onAuthority(d.InviteRedeemURL) {
+		return nil, failure.Permanent(failure.RedirectNotAllowed, fmt.Errorf(
+			"inviteRedeemUrl %.200q is not on the tenant's sign-in host %s; an invitation link comes from Graph, never from an event: republish the joined event instead",
+			d.InviteRedeemURL, h.authority))
+	}
 	out := events.Onboarded{RoleAssigned: d}
 	if d.SendsEmail() {
-		at, err := h.send(ctx, events.OnboardingID(in), d)
+		at, err := h.send(ctx, onboarding, inst.URL, d)
 		if err != nil {
 			return nil, err
 		}
@@ -72,16 +121,20 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 }
 
 // send mails the user unless the memo says it already happened.
-func (h *Handler) send(ctx context.Context, onboardingID string, d events.RoleAssigned) (time.Time, error) {
+func (h *Handler) send(ctx context.Context, onboardingID, instanceURL string, d events.RoleAssigned) (time.Time, error) {
 	var done sent
-	if ok, err := h.memo.Get(ctx, Name, onboardingID, &done); err != nil || ok {
-		return done.At, err
+	ok, err := h.memo.Get(ctx, Name, onboardingID, &done)
+	if err != nil {
+		return time.Time{}, err
 	}
-	url := d.RedirectURL
-	if inst, ok := h.instances[d.Instance]; ok {
-		url = inst.URL
+	if ok && done.To != "" && !strings.EqualFold(done.To, d.Email) {
+		return time.Time{}, failure.Permanent(failure.OnboardingIDReused, fmt.Errorf(
+			"onboarding id %s already mailed another address; publish this person's joined event with a new id", onboardingID))
 	}
-	subject, html, err := Render(d, url)
+	if ok {
+		return done.At, nil
+	}
+	subject, html, err := Render(d, instanceURL)
 	if err != nil {
 		return time.Time{}, failure.Permanent(failure.InvalidEvent, err)
 	}
@@ -89,8 +142,15 @@ func (h *Handler) send(ctx context.Context, onboardingID string, d events.RoleAs
 		return time.Time{}, err
 	}
 	at := h.now().UTC()
-	if err := h.memo.Put(ctx, Name, onboardingID, sent{At: at}); err != nil {
+	if err := h.memo.Put(ctx, Name, onboardingID, sent{At: at, To: d.Email}); err != nil {
 		return time.Time{}, fmt.Errorf("mail sent but not recorded (a retry will send it again): %w", err)
 	}
 	return at, nil
+}
+
+// onAuthority reports whether raw is an https URL on the tenant's sign-in
+// host.
+func (h *Handler) onAuthority(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "https" && u.User == nil && h.authority != "" && strings.EqualFold(u.Host, h.authority)
 }

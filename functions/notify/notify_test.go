@@ -3,6 +3,7 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/guestflow/guestflow/functions/notify"
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -38,7 +41,43 @@ func (l memLog) Put(_ context.Context, step, id string, v any) error {
 	return err
 }
 
-var instances = map[string]config.Instance{"sales": {URL: "https://contoso-sales.crm4.dynamics.com"}}
+// instances is a configuration's instances with their defaults filled in,
+// as main passes them.
+func instances() map[string]config.Instance {
+	c := config.Config{Instances: map[string]config.Instance{"sales": {
+		URL: "https://contoso-sales.crm4.dynamics.com", License: "DYN365_ENTERPRISE_SALES", Roles: []string{"Salesperson"},
+	}}}
+	c.SetDefaults()
+	return c.Instances
+}
+
+// directoryOf is a directory in memory for the identity check.
+type directoryOf []directory.User
+
+func (d directoryOf) GetUser(_ context.Context, id string) (directory.User, error) {
+	for _, u := range d {
+		if u.ID == id {
+			return u, nil
+		}
+	}
+	return directory.User{}, errors.New("no such user")
+}
+
+const recordedLink = "https://login.example/redeem?a=1&b=2"
+
+// recorded is a memo holding the invite step's record of onb-1: Ana,
+// guest-1, invited with recordedLink.
+func recorded() memLog {
+	b, _ := json.Marshal(identity.Record{Email: "ana@fabrikam.com", UserID: "guest-1", UserType: "Guest", RedeemURL: recordedLink})
+	return memLog{identity.Step + ".onb-1": b}
+}
+
+// step is the notify step on log, with no directory users unless given.
+func step(box *outbox, log memLog, users ...directory.User) *notify.Handler {
+	return notify.New(box, log, identity.New(log, directoryOf(users)), notify.Options{
+		Sender: "onboarding@contoso.com", AuthorityHost: "https://login.example/", Instances: instances(),
+	})
+}
 
 func input(t *testing.T, d events.RoleAssigned) event.Event {
 	t.Helper()
@@ -57,16 +96,17 @@ func input(t *testing.T, d events.RoleAssigned) event.Event {
 func data(sendEmail *bool) events.RoleAssigned {
 	var d events.RoleAssigned
 	d.Email, d.DisplayName, d.Instance = "ana@fabrikam.com", `Ana <img src=x onerror=alert(1)>`, "sales"
+	d.Roles, d.License, d.UserID = []string{"Salesperson"}, "DYN365_ENTERPRISE_SALES", "guest-1"
 	d.Message = "<script>alert('x')</script>\nSee you & the team"
-	d.RedirectURL = "https://elsewhere.example/landing"
-	d.InviteRedeemURL = "https://login.example/redeem?a=1&b=2"
+	d.RedirectURL = "https://myapps.microsoft.com/landing"
+	d.InviteRedeemURL = recordedLink
 	d.SendEmail = sendEmail
 	return d
 }
 
 func TestMailsOncePerOnboarding(t *testing.T) {
-	box, log := &outbox{}, memLog{}
-	h := notify.New(box, log, "onboarding@contoso.com", instances)
+	box := &outbox{}
+	h := step(box, recorded())
 	in := input(t, data(nil))
 	first, err := h.Handle(context.Background(), in)
 	if err != nil {
@@ -108,7 +148,7 @@ func TestMailsOncePerOnboarding(t *testing.T) {
 func TestSendEmailFalseSkipsTheMail(t *testing.T) {
 	box := &outbox{}
 	no := false
-	next, err := notify.New(box, memLog{}, "onboarding@contoso.com", instances).Handle(context.Background(), input(t, data(&no)))
+	next, err := step(box, recorded()).Handle(context.Background(), input(t, data(&no)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,4 +157,83 @@ func TestSendEmailFalseSkipsTheMail(t *testing.T) {
 	if len(box.sent) != 0 || out.NotifiedAt != "" || next.Type() != events.TypeOnboarded {
 		t.Errorf("mails %d, notifiedAt %q, type %s", len(box.sent), out.NotifiedAt, next.Type())
 	}
+}
+
+// refused runs the step on d and wants the failure reason and no mail.
+func refused(t *testing.T, h *notify.Handler, box *outbox, d events.RoleAssigned, reason string) {
+	t.Helper()
+	_, err := h.Handle(context.Background(), input(t, d))
+	if v := failure.Classify(err); v.Retryable || v.Reason != reason {
+		t.Errorf("got %+v (%v), want the permanent %s", v, err, reason)
+	}
+	if len(box.sent) != 0 {
+		t.Errorf("%d mails sent, want none", len(box.sent))
+	}
+}
+
+func TestMailsOnlyLinksTheConfigurationAndGraphVouchFor(t *testing.T) {
+	t.Run("a forged redeem link gives way to the recorded one", func(t *testing.T) {
+		box := &outbox{}
+		d := data(nil)
+		d.InviteRedeemURL = "https://attacker.example/phish"
+		if _, err := step(box, recorded()).Handle(context.Background(), input(t, d)); err != nil {
+			t.Fatal(err)
+		}
+		if len(box.sent) != 1 || strings.Contains(box.sent[0].HTML, "attacker.example") || !strings.Contains(box.sent[0].HTML, "https://login.example/redeem") {
+			t.Errorf("mail does not carry only the recorded link:\n%v", box.sent)
+		}
+	})
+	guest := directory.User{ID: "guest-1", Mail: "ana@fabrikam.com", UserType: "Guest"}
+	t.Run("without a record a link off the sign-in host is refused", func(t *testing.T) {
+		box := &outbox{}
+		d := data(nil)
+		d.InviteRedeemURL = "https://attacker.example/phish"
+		refused(t, step(box, memLog{}, guest), box, d, failure.RedirectNotAllowed)
+	})
+	t.Run("without a record a link on the sign-in host is mailed", func(t *testing.T) {
+		box := &outbox{}
+		if _, err := step(box, memLog{}, guest).Handle(context.Background(), input(t, data(nil))); err != nil {
+			t.Fatal(err)
+		}
+		if len(box.sent) != 1 {
+			t.Errorf("%d mails, want 1", len(box.sent))
+		}
+	})
+	t.Run("an unknown instance is not mailed with the event's redirect", func(t *testing.T) {
+		box := &outbox{}
+		d := data(nil)
+		d.Instance = "attacker"
+		refused(t, step(box, recorded()), box, d, failure.UnknownInstance)
+	})
+	t.Run("a redirect off the allowed hosts is refused", func(t *testing.T) {
+		box := &outbox{}
+		d := data(nil)
+		d.RedirectURL = "https://attacker.example/landing"
+		refused(t, step(box, recorded()), box, d, failure.RedirectNotAllowed)
+	})
+}
+
+func TestMailsOnlyTheOnboardingsUser(t *testing.T) {
+	t.Run("another user than the recorded one", func(t *testing.T) {
+		box := &outbox{}
+		d := data(nil)
+		d.UserID = "someone-else"
+		refused(t, step(box, recorded()), box, d, failure.IdentityMismatch)
+	})
+	t.Run("another address than the recorded one", func(t *testing.T) {
+		box := &outbox{}
+		d := data(nil)
+		d.Email = "eve@attacker.example"
+		refused(t, step(box, recorded()), box, d, failure.IdentityMismatch)
+	})
+	t.Run("without a record, a guest with other addresses", func(t *testing.T) {
+		box := &outbox{}
+		refused(t, step(box, memLog{}, directory.User{ID: "guest-1", Mail: "bob@fabrikam.com", UserType: "Guest"}), box, data(nil), failure.IdentityMismatch)
+	})
+	t.Run("an id that already mailed another address", func(t *testing.T) {
+		box, log := &outbox{}, recorded()
+		b, _ := json.Marshal(map[string]string{"at": "2026-11-30T10:00:00Z", "to": "bob@fabrikam.com"})
+		log["notify.onb-1"] = b
+		refused(t, step(box, log), box, data(nil), failure.OnboardingIDReused)
+	})
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/dataverse"
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/identity"
+	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -39,9 +41,15 @@ type Dataverse interface {
 	ForceSync(ctx context.Context, powerPlatformURL, environmentID, objectID string) error
 }
 
+// Verifier confirms that an event's user is the one its onboarding found.
+type Verifier interface {
+	Verify(ctx context.Context, onboardingID, address, userID string) (identity.User, error)
+}
+
 // Handler is the role step.
 type Handler struct {
 	dv            Dataverse
+	verify        Verifier
 	instances     map[string]config.Instance
 	powerPlatform string
 	syncDeadline  time.Duration
@@ -51,11 +59,11 @@ type Handler struct {
 // New returns the step. powerPlatformURL is the admin API used to force the
 // sync into instances with an environmentId; syncDeadline 0 means
 // DefaultSyncDeadline.
-func New(dv Dataverse, instances map[string]config.Instance, powerPlatformURL string, syncDeadline time.Duration) *Handler {
+func New(dv Dataverse, verify Verifier, instances map[string]config.Instance, powerPlatformURL string, syncDeadline time.Duration) *Handler {
 	if syncDeadline <= 0 {
 		syncDeadline = DefaultSyncDeadline
 	}
-	return &Handler{dv: dv, instances: instances, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline, now: time.Now}
+	return &Handler{dv: dv, verify: verify, instances: instances, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.licensed.v1 and emits
@@ -65,10 +73,21 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err := in.DataAs(&d); err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("licensed event data: %w", err))
 	}
-	inst, ok := h.instances[d.Instance]
-	if !ok {
-		return nil, failure.Permanent(failure.UnknownInstance, fmt.Errorf(
-			"instance %q is no longer configured; add it back, then replay", d.Instance))
+	inst, err := policy.Instance(h.instances, d.Instance)
+	if err != nil {
+		return nil, err
+	}
+	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
+		return nil, err
+	}
+	u, err := h.verify.Verify(ctx, events.OnboardingID(in), d.Email, d.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Type == "Member" {
+		if err := policy.Member(d.Instance, inst, d.Email); err != nil {
+			return nil, err
+		}
 	}
 	su, err := h.systemUser(ctx, d.Instance, inst, d.UserID)
 	if err != nil {
@@ -78,7 +97,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
-	assigned, err := h.assign(ctx, inst.URL, su.ID, bu, d.Roles)
+	assigned, err := h.assign(ctx, d.Instance, inst, su.ID, bu, d.Roles)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +144,12 @@ func (h *Handler) systemUser(ctx context.Context, name string, inst config.Insta
 // assign gives the user every named role it lacks and returns all of them.
 // Present roles are skipped because Dataverse answers a repeated
 // association with a duplicate-key error.
-func (h *Handler) assign(ctx context.Context, url, userID, bu string, names []string) ([]events.Role, error) {
+//
+// A role holding the System Administrator privilege (the built-in role or a
+// copy of it, known by its role template) is granted only when
+// allowedRoles names it: "*" never reaches it.
+func (h *Handler) assign(ctx context.Context, instance string, inst config.Instance, userID, bu string, names []string) ([]events.Role, error) {
+	url := inst.URL
 	current, err := h.dv.UserRoles(ctx, url, userID)
 	if err != nil {
 		return nil, err
@@ -143,6 +167,11 @@ func (h *Handler) assign(ctx context.Context, url, userID, bu string, names []st
 		if r == nil {
 			return nil, failure.Permanent(failure.UnknownRole, fmt.Errorf(
 				"security role %q does not exist in business unit %s of %s; fix the role name, then replay", name, bu, url))
+		}
+		if r.IsSystemAdministrator() && !inst.RoleAllowedByName(name) {
+			return nil, failure.Permanent(failure.RoleNotAllowed, fmt.Errorf(
+				"role %q of instance %q holds the System Administrator privilege, which is granted only to a role allowedRoles names; name it in instances.%s.allowedRoles to allow it, then replay",
+				name, instance, instance))
 		}
 		if err := h.dv.AssociateRole(ctx, url, userID, r.ID); err != nil && !dataverse.IsDuplicate(err) {
 			return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/dataverse"
 	"github.com/guestflow/guestflow/internal/graph"
+	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/internal/memo"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
@@ -47,7 +48,7 @@ type StepOptions struct {
 // BuildSteps wires the named steps to Graph, Dataverse, the tenant's shared
 // budget and the memo.
 func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js jetstream.JetStream, names []string, so StepOptions) ([]worker.Step, error) {
-	hc, cred, err := identity(cfg, creds)
+	hc, cred, err := appIdentity(cfg, creds)
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +66,9 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	if err != nil {
 		return nil, err
 	}
-	// The memo is opened only by the steps that keep one, so that a
-	// license or role worker needs no key-value bucket.
+	// The memo is opened only when a step is built: every step keeps or
+	// checks the invite step's records, but a process that builds no
+	// step needs no key-value bucket.
 	var store *memo.Store
 	openMemo := func() (*memo.Store, error) {
 		if store != nil {
@@ -78,24 +80,23 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	}
 	var steps []worker.Step
 	for _, n := range names {
+		m, err := openMemo()
+		if err != nil {
+			return nil, err
+		}
+		verify := identity.New(m, gc)
 		var s worker.Step
 		switch n {
 		case invite.Name:
-			m, err := openMemo()
-			if err != nil {
-				return nil, err
-			}
 			s = worker.Step{Subject: events.SubjectJoined, Handler: invite.New(gc, m, cfg.Instances)}
 		case license.Name:
-			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc)}
+			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc, verify, cfg.Instances)}
 		case role.Name:
-			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, dvc), cfg.Instances, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
+			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, dvc), verify, cfg.Instances, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
 		case notify.Name:
-			m, err := openMemo()
-			if err != nil {
-				return nil, err
-			}
-			s = worker.Step{Subject: events.SubjectRoleAssigned, Handler: notify.New(gc, m, cfg.Notify.Sender, cfg.Instances)}
+			s = worker.Step{Subject: events.SubjectRoleAssigned, Handler: notify.New(gc, m, verify, notify.Options{
+				Sender: cfg.Notify.Sender, AuthorityHost: cfg.Tenant.AuthorityHost, Instances: cfg.Instances,
+			})}
 		default:
 			return nil, fmt.Errorf("unknown step %q (steps: invite, license, role, notify, all)", n)
 		}

@@ -12,9 +12,9 @@ import (
 	"github.com/guestflow/guestflow/internal/httpclient"
 )
 
-// identity is the transport and the credential every Microsoft call of a
+// appIdentity is the transport and the credential every Microsoft call of a
 // process shares: one connection pool, one token cache.
-func identity(cfg config.Config, creds Credentials) (*http.Client, azcore.TokenCredential, error) {
+func appIdentity(cfg config.Config, creds Credentials) (*http.Client, azcore.TokenCredential, error) {
 	hc, err := httpclient.New(cfg.Tenant.CAFile, 60*time.Second)
 	if err != nil {
 		return nil, nil, err
@@ -33,7 +33,7 @@ func identity(cfg config.Config, creds Credentials) (*http.Client, azcore.TokenC
 // builds the steps' client. `guestflow status` reads a guest's invitation
 // state with it.
 func NewGraph(cfg config.Config, creds Credentials) (*graph.Client, error) {
-	hc, cred, err := identity(cfg, creds)
+	hc, cred, err := appIdentity(cfg, creds)
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,51 @@ type Instance struct {
 	// LegacyEmailUpdate is true for versions before Dynamics 365, whose
 	// systemuser keeps the #EXT# address until it is fixed.
 	LegacyEmailUpdate bool `yaml:"legacyEmailUpdate"`
+
+	// The allow-lists bound what an event may ask for. Events are
+	// requests from any system with publish rights, so the configuration
+	// is the only authority on what may be granted; every step checks an
+	// event against these before acting on it.
+
+	// AllowedRoles are the security roles an event may request; default
+	// Roles. "*" allows any role of the environment except one with the
+	// System Administrator privilege, which must be listed by name.
+	AllowedRoles []string `yaml:"allowedRoles"`
+	// AllowedLicenses are the SKU part numbers an event may request;
+	// default License.
+	AllowedLicenses []string `yaml:"allowedLicenses"`
+	// AllowedRedirectHosts are the hosts an event's redirectUrl may land
+	// on; default the instance URL's host and Microsoft's My Apps portals.
+	AllowedRedirectHosts []string `yaml:"allowedRedirectHosts"`
+	// AllowMembers lets an onboarding name a member of the tenant rather
+	// than a guest. A member's profile belongs to the organisation's own
+	// identity source: guestflow never changes it, it only adds a missing
+	// license and the roles.
+	AllowMembers bool `yaml:"allowMembers"`
+}
+
+// AnyRole in AllowedRoles allows every role but a System Administrator.
+const AnyRole = "*"
+
+// MyAppsHosts are Microsoft's My Apps portals, where Microsoft itself sends
+// invitation redemptions by default; they are always safe redirects.
+var MyAppsHosts = []string{"myapps.microsoft.com", "myapplications.microsoft.com"}
+
+// setAllowDefaults fills the allow-lists an instance leaves out, so that an
+// instance configured before they existed grants exactly what it did.
+func (in *Instance) setAllowDefaults() {
+	if len(in.AllowedRoles) == 0 {
+		in.AllowedRoles = append([]string(nil), in.Roles...)
+	}
+	if len(in.AllowedLicenses) == 0 && in.License != "" {
+		in.AllowedLicenses = []string{in.License}
+	}
+	if len(in.AllowedRedirectHosts) == 0 {
+		if u, err := url.Parse(in.URL); err == nil && u.Host != "" {
+			in.AllowedRedirectHosts = append(in.AllowedRedirectHosts, strings.ToLower(u.Host))
+		}
+		in.AllowedRedirectHosts = append(in.AllowedRedirectHosts, MyAppsHosts...)
+	}
 }
 
 // Default endpoints of the public cloud.
@@ -144,6 +189,7 @@ func (c *Config) SetDefaults() {
 	c.Tenant.GraphURL = strings.TrimSuffix(c.Tenant.GraphURL, "/")
 	for name, in := range c.Instances {
 		in.URL = strings.TrimSuffix(in.URL, "/")
+		in.setAllowDefaults()
 		c.Instances[name] = in
 	}
 }
@@ -185,6 +231,19 @@ func (c Config) Validate() error {
 		}
 		if len(in.Roles) == 0 {
 			bad("instances.%s.roles: at least one security role name is required", name)
+		}
+		for _, r := range in.Roles {
+			if !in.RoleAllowed(r) {
+				bad("instances.%s.roles: %q is not in allowedRoles, so no onboarding could use the default", name, r)
+			}
+		}
+		if in.License != "" && !in.LicenseAllowed(in.License) {
+			bad("instances.%s.license: %q is not in allowedLicenses, so no onboarding could use the default", name, in.License)
+		}
+		for _, h := range in.AllowedRedirectHosts {
+			if h == "" || strings.ContainsAny(h, "/*@ ") {
+				bad("instances.%s.allowedRedirectHosts: %q is not a host name (no scheme, path or wildcard)", name, h)
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -254,24 +313,39 @@ func (c *Config) Override(environ []string) error {
 				*p = v
 			}
 		}
-		if v := getenv(prefix + "ROLES"); v != "" {
-			in.Roles = nil
-			for _, r := range strings.Split(v, ",") {
-				if r = strings.TrimSpace(r); r != "" {
-					in.Roles = append(in.Roles, r)
-				}
+		lists := map[string]*[]string{
+			"ROLES": &in.Roles, "ALLOWEDROLES": &in.AllowedRoles,
+			"ALLOWEDLICENSES": &in.AllowedLicenses, "ALLOWEDREDIRECTHOSTS": &in.AllowedRedirectHosts,
+		}
+		for k, p := range lists {
+			if v := getenv(prefix + k); v != "" {
+				*p = splitList(v)
 			}
 		}
-		if v := getenv(prefix + "LEGACYEMAILUPDATE"); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return fmt.Errorf("%sLEGACYEMAILUPDATE: %q is not a boolean", prefix, v)
+		bools := map[string]*bool{"LEGACYEMAILUPDATE": &in.LegacyEmailUpdate, "ALLOWMEMBERS": &in.AllowMembers}
+		for k, p := range bools {
+			if v := getenv(prefix + k); v != "" {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("%s%s: %q is not a boolean", prefix, k, v)
+				}
+				*p = b
 			}
-			in.LegacyEmailUpdate = b
 		}
 		c.Instances[name] = in
 	}
 	return nil
+}
+
+// splitList reads a comma-separated environment value.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // instanceNamesInEnv finds the instance names that GUESTFLOW_INSTANCES_…

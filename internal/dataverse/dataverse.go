@@ -53,6 +53,19 @@ type Role struct {
 	ID             string `json:"roleid"`
 	Name           string `json:"name"`
 	BusinessUnitID string `json:"_businessunitid_value,omitempty"`
+	// TemplateID is the role template the role was made from; copies of
+	// a built-in role keep it, whatever they are renamed to.
+	TemplateID string `json:"_roletemplateid_value,omitempty"`
+}
+
+// SystemAdministratorTemplate is the role template of Dataverse's built-in
+// System Administrator role, the one holding every privilege.
+const SystemAdministratorTemplate = "627090ff-40a3-4053-8790-584edc5be201"
+
+// IsSystemAdministrator reports whether r is the System Administrator role
+// or a copy of it: by template when Dataverse names one, else by name.
+func (r Role) IsSystemAdministrator() bool {
+	return strings.EqualFold(r.TemplateID, SystemAdministratorTemplate) || strings.EqualFold(r.Name, "System Administrator")
 }
 
 // FindSystemUser returns the environment's systemuser for an Entra object
@@ -107,7 +120,7 @@ func (c *Client) FindRole(ctx context.Context, instanceURL, name, bu string) (*R
 	var res struct{ Value []Role }
 	q := url.Values{
 		"$filter": {"name eq " + Literal(name) + " and _businessunitid_value eq " + bu},
-		"$select": {"roleid,name,_businessunitid_value"},
+		"$select": {"roleid,name,_businessunitid_value,_roletemplateid_value"},
 	}
 	if err := c.do(ctx, "find role", http.MethodGet, instanceURL, "/roles", q, nil, &res); err != nil {
 		return nil, err

@@ -29,6 +29,9 @@ func (s *Sim) Config() config.Config {
 			License:           in.license,
 			Roles:             append([]string(nil), in.roles...),
 			LegacyEmailUpdate: in.legacy,
+			// Every role the environment has but System Administrator:
+			// a dev event may ask for any of them, never for that one.
+			AllowedRoles: in.grantableRoles(),
 		}
 	}
 	return c

@@ -24,7 +24,7 @@ var (
 		}}}
 	roleEntity = dvTable{set: "roles", key: "roleid", entity: entity{
 		name: "Microsoft.Dynamics.CRM.role", props: map[string]kind{
-			"roleid": kGUID, "name": kString, "_businessunitid_value": kGUID,
+			"roleid": kGUID, "name": kString, "_businessunitid_value": kGUID, "_roletemplateid_value": kGUID,
 		}}}
 )
 
@@ -46,7 +46,7 @@ func (bu businessUnit) row() row {
 }
 
 func (r role) row() row {
-	return row{"roleid": r.id, "name": r.name, "_businessunitid_value": r.buID}
+	return row{"roleid": r.id, "name": r.name, "_businessunitid_value": r.buID, "_roletemplateid_value": r.templateID}
 }
 
 // dvBadQuery is Dataverse's error for an unusable query or URL.

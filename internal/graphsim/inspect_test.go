@@ -132,10 +132,19 @@ func TestConfigMatchesSeededTenant(t *testing.T) {
 		c.Tenant.PowerPlatformURL != e.s.URL() || c.Notify.Sender != SenderAddress {
 		t.Errorf("tenant %+v", c.Tenant)
 	}
+	// Every seeded role may be asked for but System Administrator; the
+	// other allow-lists are the defaults.
+	host := strings.TrimPrefix(e.s.URL(), "https://")
+	allow := func(in config.Instance, license string, roles ...string) config.Instance {
+		in.License, in.Roles = license, roles[:1]
+		in.AllowedRoles, in.AllowedLicenses = roles, []string{license}
+		in.AllowedRedirectHosts = []string{host, "myapps.microsoft.com", "myapplications.microsoft.com"}
+		return in
+	}
 	want := map[string]config.Instance{
-		"sales":   {URL: e.s.URL() + "/instances/sales", SecurityGroupID: SalesGroupID, License: "DYN365_ENTERPRISE_SALES", Roles: []string{"Salesperson"}},
-		"service": {URL: e.s.URL() + "/instances/service", License: "DYN365_ENTERPRISE_CUSTOMER_SERVICE", Roles: []string{"Customer Service Representative"}},
-		"legacy":  {URL: e.s.URL() + "/instances/legacy", License: "DYN365_ENTERPRISE_PLAN1", Roles: []string{"Basic User"}, LegacyEmailUpdate: true},
+		"sales":   allow(config.Instance{URL: e.s.URL() + "/instances/sales", SecurityGroupID: SalesGroupID}, "DYN365_ENTERPRISE_SALES", "Salesperson", "Sales Manager"),
+		"service": allow(config.Instance{URL: e.s.URL() + "/instances/service"}, "DYN365_ENTERPRISE_CUSTOMER_SERVICE", "Customer Service Representative", "Sales Manager"),
+		"legacy":  allow(config.Instance{URL: e.s.URL() + "/instances/legacy", LegacyEmailUpdate: true}, "DYN365_ENTERPRISE_PLAN1", "Basic User", "Sales Manager"),
 	}
 	// environmentId stays empty: the normal path is the delayed sync.
 	wantRaw, _ := json.Marshal(want)

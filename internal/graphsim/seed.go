@@ -59,7 +59,27 @@ type instance struct {
 
 type businessUnit struct{ id, name, parentID string }
 
-type role struct{ id, name, buID string }
+// role is a security role of one business unit. templateID is the role
+// template it was made from, the same in every business unit and every
+// environment for Dataverse's built-in roles.
+type role struct{ id, name, buID, templateID string }
+
+// SystemAdministratorTemplateID is the role template of Dataverse's System
+// Administrator role, which holds every privilege. Copies of the role keep
+// the template, whatever they are renamed to.
+const SystemAdministratorTemplateID = "627090ff-40a3-4053-8790-584edc5be201"
+
+// grantableRoles names the instance's roles but System Administrator, in
+// the order they were seeded.
+func (in *instance) grantableRoles() []string {
+	var out []string
+	for _, r := range in.roleDefs {
+		if r.buID == in.rootBU.id && r.templateID != SystemAdministratorTemplateID {
+			out = append(out, r.name)
+		}
+	}
+	return out
+}
 
 func (in *instance) businessUnits() []businessUnit { return []businessUnit{in.rootBU, in.childBU} }
 
@@ -97,7 +117,11 @@ func seedInstances() map[string]*instance {
 		in.childBU = businessUnit{id: derivedID("bu", sp.name, "partners"), name: "Partners", parentID: in.rootBU.id}
 		for _, bu := range in.businessUnits() {
 			for _, name := range []string{sp.role, "System Administrator", "Sales Manager"} {
-				in.roleDefs = append(in.roleDefs, role{id: derivedID("role", sp.name, bu.name, name), name: name, buID: bu.id})
+				template := derivedID("roletemplate", name)
+				if name == "System Administrator" {
+					template = SystemAdministratorTemplateID
+				}
+				in.roleDefs = append(in.roleDefs, role{id: derivedID("role", sp.name, bu.name, name), name: name, buID: bu.id, templateID: template})
 			}
 		}
 		out[sp.name] = in

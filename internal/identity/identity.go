@@ -1,0 +1,115 @@
+// Package identity answers one question for the steps after invite: is the
+// user this event names really the user this onboarding found? An event can
+// be published on any subject by anyone with publish rights, so a licensed
+// event with another person's userId must not give that person roles.
+//
+// The invite step records whom it found or invited for each onboarding
+// (Record, kept in the memo). A later step accepts the event's userId only
+// when it is that record's user for the event's address; when there is no
+// record (an onboarding older than the memo, or a memo that was lost), only
+// when Graph says the user is a guest whose mail or otherMails is the
+// event's address.
+package identity
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/failure"
+)
+
+// Step is the memo step name the invite step keeps its records under.
+const Step = "invite"
+
+// Record is the invite step's memo of one onboarding's user.
+type Record struct {
+	// Email is the address the onboarding is for, lower-cased. The
+	// onboarding id belongs to it: the same id for another address is
+	// another onboarding reusing the id, and changes nothing of this one.
+	// Empty in records written before it was kept.
+	Email             string `json:"email,omitempty"`
+	UserID            string `json:"userId"`
+	UserPrincipalName string `json:"userPrincipalName"`
+	UserType          string `json:"userType"`
+	RedeemURL         string `json:"inviteRedeemUrl,omitempty"`
+	Existing          bool   `json:"existingUser"`
+	// Inviting marks an invitation about to be sent, recorded before
+	// POST /invitations; Existing then says whether the address already
+	// had a user. A memo still inviting on a redelivery means the last
+	// attempt may have invited and died before recording it.
+	Inviting bool `json:"inviting,omitempty"`
+}
+
+// For reports whether the record belongs to address (or predates keeping
+// addresses).
+func (r Record) For(address string) bool {
+	return r.Email == "" || strings.EqualFold(r.Email, address)
+}
+
+// Memo reads the invite step's records.
+type Memo interface {
+	Get(ctx context.Context, step, onboardingID string, v any) (bool, error)
+}
+
+// Users reads directory users.
+type Users interface {
+	GetUser(ctx context.Context, id string) (directory.User, error)
+}
+
+// Verifier checks events' users against the invite step's records.
+type Verifier struct {
+	memo  Memo
+	users Users
+}
+
+// New returns a Verifier; users is asked only when there is no record.
+func New(memo Memo, users Users) *Verifier { return &Verifier{memo: memo, users: users} }
+
+// User is a verified user.
+type User struct {
+	ID string
+	// Type is "Guest" or "Member", as the directory says, never as the
+	// event says.
+	Type string
+	// RedeemURL is the invitation link Graph returned to the invite step;
+	// empty when there is no record or no invitation.
+	RedeemURL string
+}
+
+// Verify returns the user of onboardingID when it is userID and belongs to
+// address, and the permanent failure identity_mismatch otherwise.
+func (v *Verifier) Verify(ctx context.Context, onboardingID, address, userID string) (User, error) {
+	var rec Record
+	ok, err := v.memo.Get(ctx, Step, onboardingID, &rec)
+	if err != nil {
+		return User{}, err
+	}
+	if ok && rec.UserID != "" && !rec.Inviting {
+		if !rec.For(address) {
+			return User{}, mismatch("onboarding %s is for another address than the event's %s", onboardingID, address)
+		}
+		if !strings.EqualFold(rec.UserID, userID) {
+			return User{}, mismatch("the event names user %s, but onboarding %s found user %s for %s", userID, onboardingID, rec.UserID, address)
+		}
+		return User{ID: rec.UserID, Type: rec.UserType, RedeemURL: rec.RedeemURL}, nil
+	}
+	u, err := v.users.GetUser(ctx, userID)
+	if err != nil {
+		return User{}, err
+	}
+	if !u.IsGuest() {
+		return User{}, mismatch("the event names user %s, a member of the tenant, and onboarding %s has no record of finding that member for %s", userID, onboardingID, address)
+	}
+	if !strings.EqualFold(u.Mail, address) && !slices.ContainsFunc(u.OtherMails, func(m string) bool { return strings.EqualFold(m, address) }) {
+		return User{}, mismatch("the event names user %s, a guest whose addresses are not %s", userID, address)
+	}
+	return User{ID: u.ID, Type: u.UserType}, nil
+}
+
+func mismatch(format string, args ...any) error {
+	return failure.Permanent(failure.IdentityMismatch, fmt.Errorf(format+
+		"; nothing was changed. Publish a joined event for the person instead of a later step's event", args...))
+}
