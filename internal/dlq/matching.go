@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
+
+	"github.com/guestflow/guestflow/internal/textsafe"
 )
 
 // DefaultRate is how many dead letters a replay republishes per second
@@ -96,7 +98,7 @@ func ReplayMatching(ctx context.Context, js jetstream.JetStream, o ReplayOptions
 		}
 	}
 	for _, f := range r.Failed {
-		fmt.Fprintf(w, "failed: dead letter %d: %v\n", f.Letter.Seq, f.Err)
+		fmt.Fprintf(w, "failed: dead letter %d: %s\n", f.Letter.Seq, textsafe.Escape(f.Err.Error()))
 	}
 	fmt.Fprintf(w, "replayed %d of %s", len(r.Done), count(len(ls)))
 	if len(r.Gone) > 0 {
@@ -131,7 +133,7 @@ func writePlan(w io.Writer, ls []Letter) error {
 		if _, err := Republished(l.raw()); err != nil {
 			to = "(cannot: " + err.Error() + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", l.Seq, l.Step, dash(l.Reason), dash(l.OnboardingID), to)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", l.Seq, textsafe.Escape(l.Step), dash(l.Reason), dash(l.OnboardingID), textsafe.Escape(to))
 	}
 	return tw.Flush()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/worker"
 )
 
@@ -19,7 +20,9 @@ import (
 // all.
 const errorWidth = 60
 
-// WriteTable writes one line per dead letter for people.
+// WriteTable writes one line per dead letter for people. Every value that
+// came with the dead letter goes through textsafe.Escape: anyone who can
+// publish can put terminal escapes in a header or the body.
 func WriteTable(w io.Writer, ls []Letter) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tFAILED AT\tSTEP\tREASON\tONBOARDING\tATTEMPTS\tHTTP\tERROR")
@@ -28,8 +31,8 @@ func WriteTable(w io.Writer, ls []Letter) error {
 		if l.HTTPStatus != 0 {
 			status = strconv.Itoa(l.HTTPStatus)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Seq, l.FailedAt.UTC().Format(time.RFC3339), l.Step,
-			dash(l.Reason), dash(l.OnboardingID), l.Attempts, dash(status), Truncate(oneLine(l.Error), errorWidth))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", l.Seq, l.FailedAt.UTC().Format(time.RFC3339), textsafe.Escape(l.Step),
+			dash(l.Reason), dash(l.OnboardingID), l.Attempts, dash(status), Truncate(textsafe.Escape(oneLine(l.Error)), errorWidth))
 	}
 	return tw.Flush()
 }
@@ -56,7 +59,10 @@ type jsonLetter struct {
 }
 
 // WriteJSON writes the dead letters as one indented JSON array ([] when
-// there are none).
+// there are none). It is for programs, so it carries values exactly:
+// encoding/json escapes C0 controls (ESC, CR, …) and U+2028/U+2029, but C1
+// controls, DEL and format characters such as U+202E are valid JSON and
+// pass through as they are.
 func WriteJSON(w io.Writer, ls []Letter) error {
 	out := make([]jsonLetter, 0, len(ls))
 	for _, l := range ls {
@@ -92,13 +98,13 @@ var headerOrder = []string{
 }
 
 // WriteDetails writes every header and the pretty-printed body of each dead
-// letter.
+// letter, every name, value and body line through textsafe.Escape.
 func WriteDetails(w io.Writer, ls []Letter) error {
 	for i, l := range ls {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "dead letter %d on %s, stored %s\n", l.Seq, l.Subject, l.Stored.UTC().Format(time.RFC3339Nano))
+		fmt.Fprintf(w, "dead letter %d on %s, stored %s\n", l.Seq, textsafe.Escape(l.Subject), l.Stored.UTC().Format(time.RFC3339Nano))
 		names := make([]string, 0, len(l.Header))
 		for k := range l.Header {
 			names = append(names, k)
@@ -118,7 +124,7 @@ func WriteDetails(w io.Writer, ls []Letter) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 		for _, k := range names {
 			for _, v := range l.Header[k] {
-				fmt.Fprintf(tw, "  %s:\t%s\n", k, v)
+				fmt.Fprintf(tw, "  %s:\t%s\n", textsafe.Escape(k), textsafe.Escape(v))
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -127,7 +133,7 @@ func WriteDetails(w io.Writer, ls []Letter) error {
 		fmt.Fprintf(w, "body (%d bytes):\n", len(l.Data))
 		fmt.Fprintln(w, indent(prettyBody(l.Data), "  "))
 		if l.OriginalSubject != "" {
-			fmt.Fprintf(w, "replay it to %s with: guestflow dlq replay %d\n", l.OriginalSubject, l.Seq)
+			fmt.Fprintf(w, "replay it to %s with: guestflow dlq replay %d\n", textsafe.Escape(l.OriginalSubject), l.Seq)
 		}
 	}
 	return nil
@@ -144,8 +150,14 @@ func prettyBody(b []byte) string {
 	return fmt.Sprintf("(binary) %q", b)
 }
 
+// indent prefixes every line of s, each escaped on its own so that the
+// body keeps its lines.
 func indent(s, prefix string) string {
-	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + textsafe.Escape(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Truncate shortens s to at most n runes, marking the cut with "…".
@@ -159,9 +171,10 @@ func Truncate(s string, n int) string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// dash is s escaped for a table, or "-" for nothing.
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return textsafe.Escape(s)
 }

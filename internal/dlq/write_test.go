@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,6 +113,67 @@ func TestDLQWriteDetails(t *testing.T) {
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("details lack %q:\n%s", want, s)
+		}
+	}
+}
+
+// hostile is a dead letter whose publisher filled headers and body with
+// terminal escapes, a carriage return and a bidi override.
+func hostile() dlq.Letter {
+	l := sample()
+	h := nats.Header{}
+	for k, v := range l.Header {
+		h[k] = v
+	}
+	h.Set(worker.HeaderReason, "no_seats\x1b[2J")
+	h.Set(worker.HeaderError, "\x1b]0;owned\x07fix it\rreplay now")
+	h.Set(worker.HeaderOnboardingID, "ob-\u202e1-gnp")
+	h.Set(worker.HeaderStep, "license\u009b31m")
+	h["X-Evil\x1b[1m"] = []string{"v\x1b[0m"}
+	m := &jetstream.RawStreamMsg{Subject: "guestflow.dlq.license\x1b[8m", Sequence: l.Seq, Time: l.Stored, Header: h,
+		Data: []byte("{\"data\":{\"givenName\":\"\u202eAna\u0085\x7f\"}}")}
+	return dlq.Parse(m)
+}
+
+// noControls fails when s holds a control or format character other than
+// the newlines between lines.
+func noControls(t *testing.T, what, s string) {
+	t.Helper()
+	for _, r := range s {
+		if r != '\n' && (unicode.In(r, unicode.Cc, unicode.Cf) || r == utf8.RuneError) {
+			t.Errorf("%s writes %U raw:\n%q", what, r, s)
+			return
+		}
+	}
+}
+
+func TestDLQOutputEscapesControls(t *testing.T) {
+	notJSON := hostile()
+	notJSON.Seq, notJSON.Data = 13, []byte("plain \x1b[31mred\r\n\u202eback")
+	ls := []dlq.Letter{hostile(), notJSON}
+	var table, details bytes.Buffer
+	if err := dlq.WriteTable(&table, ls); err != nil {
+		t.Fatal(err)
+	}
+	if err := dlq.WriteDetails(&details, ls); err != nil {
+		t.Fatal(err)
+	}
+	noControls(t, "the table", table.String())
+	noControls(t, "the details", details.String())
+	for _, want := range []string{`no_seats\x1b[2J`, `ob-\u202e1-gnp`, `license\u009b31m`, `\x1b]0;owned\afix it replay now`} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	for _, want := range []string{
+		`dead letter 12 on guestflow.dlq.license\x1b[8m`,
+		`Guestflow-Error:`, `\x1b]0;owned\afix it\rreplay now`,
+		`X-Evil\x1b[1m:`, `v\x1b[0m`,
+		`"givenName": "\u202eAna\u0085\x7f"`,
+		"  plain \\x1b[31mred\\r\n  \\u202eback",
+	} {
+		if !strings.Contains(details.String(), want) {
+			t.Errorf("details lack %q:\n%s", want, details.String())
 		}
 	}
 }
