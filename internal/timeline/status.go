@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/worker"
 )
 
@@ -120,18 +121,20 @@ func invitation(ctx context.Context, dir Directory, ob Onboarding) (*Invitation,
 		ExternalUserState: u.ExternalUserState}, ""
 }
 
-// Write writes the timelines for people.
+// Write writes the timelines for people. Every value from an event, a dead
+// letter or Graph goes through textsafe.Escape: anyone who can publish a
+// joined event can put terminal escapes in its fields.
 func Write(w io.Writer, obs []Onboarding) error {
 	for i, ob := range obs {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "onboarding %s", orDash(ob.ID))
+		fmt.Fprintf(w, "onboarding %s", safe(orDash(ob.ID)))
 		if ob.Email != "" {
-			fmt.Fprintf(w, ": %s", ob.Email)
+			fmt.Fprintf(w, ": %s", safe(ob.Email))
 		}
 		if ob.Instance != "" {
-			fmt.Fprintf(w, ", instance %s", ob.Instance)
+			fmt.Fprintf(w, ", instance %s", safe(ob.Instance))
 		}
 		fmt.Fprintln(w)
 		if len(ob.Steps) > 0 {
@@ -143,7 +146,7 @@ func Write(w io.Writer, obs []Onboarding) error {
 				if e.Attempts > 0 {
 					attempts = strconv.Itoa(e.Attempts)
 				}
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Step, e.Time.Format(time.RFC3339), after(e.Time.Sub(start)), attempts, e.Outcome)
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", safe(e.Step), e.Time.Format(time.RFC3339), after(e.Time.Sub(start)), attempts, safe(e.Outcome))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -154,16 +157,16 @@ func Write(w io.Writer, obs []Onboarding) error {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "    SEQ\tSTEP\tFAILED AT\tATTEMPTS\tREASON\tERROR")
 			for _, d := range ob.DeadLetters {
-				fmt.Fprintf(tw, "    %d\t%s\t%s\t%d\t%s\t%s\n", d.Seq, d.Step, d.FailedAt.Format(time.RFC3339), d.Attempts, d.Reason, d.Error)
+				fmt.Fprintf(tw, "    %d\t%s\t%s\t%d\t%s\t%s\n", d.Seq, safe(d.Step), d.FailedAt.Format(time.RFC3339), d.Attempts, safe(d.Reason), safe(d.Error))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
 		}
 		if line := invitationLine(ob); line != "" {
-			fmt.Fprintf(w, "  invitation: %s\n", line)
+			fmt.Fprintf(w, "  invitation: %s\n", safe(line))
 		}
-		fmt.Fprintf(w, "  → %s\n", ob.State.Summary)
+		fmt.Fprintf(w, "  → %s\n", safe(ob.State.Summary))
 	}
 	return nil
 }
@@ -197,6 +200,9 @@ func after(d time.Duration) string {
 	}
 	return "+" + d.Round(time.Second).String()
 }
+
+// safe is textsafe.Escape, short for the many fields above.
+func safe(s string) string { return textsafe.Escape(s) }
 
 func orDash(s string) string {
 	if s == "" {

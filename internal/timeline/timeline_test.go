@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/guestflow/guestflow/internal/dlq"
 	"github.com/guestflow/guestflow/internal/timeline"
@@ -182,6 +183,41 @@ func TestStatusMatches(t *testing.T) {
 	} {
 		if got := timeline.Matches(tc.query, tc.id, tc.email); got != tc.want {
 			t.Errorf("Matches(%q, %q, %q) = %v", tc.query, tc.id, tc.email, got)
+		}
+	}
+}
+
+// TestStatusWriteEscapesControls: a publisher controls every field of a
+// joined event and, through the dead-letter subjects, the dead letters.
+func TestStatusWriteEscapesControls(t *testing.T) {
+	j := events.Joined{Email: "ana@fabrikam.com", GivenName: "Ana", Surname: "Silva", UsageLocation: "PT",
+		Instance: "sales\x1b]0;owned\x07\r\u202egnp"}
+	ev, err := events.NewJoined("ob-1", "hr/test", j, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := msg{subject: events.SubjectJoined, header: h, body: body}
+	l := deadLetter(9, "invite", "unknown_instance\u009b2J", joined, true)
+	l.Error = "instance \x1b[31munknown\x1b[0m\r\n fix it"
+	var out strings.Builder
+	if err := timeline.Write(&out, timeline.Build(records(joined), []dlq.Letter{l})); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, r := range s {
+		if r != '\n' && unicode.In(r, unicode.Cc, unicode.Cf) {
+			t.Fatalf("status writes %U raw:\n%q", r, s)
+		}
+	}
+	for _, want := range []string{`onboarding ob-1: ana@fabrikam.com, instance sales\x1b]0;owned\a\r\u202egnp`,
+		`ana@fabrikam.com joined instance sales\x1b]0;owned\a\r\u202egnp`,
+		`unknown_instance\u009b2J`, `instance \x1b[31munknown\x1b[0m\r\n fix it`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("status lacks %q:\n%s", want, s)
 		}
 	}
 }
