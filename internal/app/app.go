@@ -21,6 +21,7 @@ import (
 	"github.com/guestflow/guestflow/internal/graph"
 	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/internal/memo"
+	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
@@ -114,7 +115,9 @@ func withTransport(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripp
 }
 
 // Connect opens a NATS connection that keeps reconnecting: a broker restart
-// must not end a worker.
+// must not end a worker. Its error shows url with any credentials in it
+// redacted, nats.go's own parse error included, because it ends up on
+// stderr and in logs.
 func Connect(url, creds, name string) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
 	if creds != "" {
@@ -122,7 +125,7 @@ func Connect(url, creds, name string) (*nats.Conn, jetstream.JetStream, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("NATS %s: %w", url, err)
+		return nil, nil, fmt.Errorf("NATS %s: %w", textsafe.URL(url), textsafe.URLError(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -1,6 +1,8 @@
 package textsafe_test
 
 import (
+	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"unicode"
@@ -70,5 +72,25 @@ func TestURL(t *testing.T) {
 				t.Errorf("URL(%q) = %q still shows %q", tc.in, got, secret)
 			}
 		}
+	}
+}
+
+func TestURLError(t *testing.T) {
+	for raw, secret := range map[string]string{"nats://user:secret@host:bad": "secret",
+		"nats://user:se%zzcret@127.0.0.1:4222": "%zz", "nats://u:pa/ss@127.0.0.1:4222": ":pa"} {
+		_, perr := url.Parse(raw)
+		err := textsafe.URLError(perr)
+		if err == nil || strings.Contains(err.Error(), secret) ||
+			!strings.Contains(err.Error(), "nats://xxxxx@") || !strings.Contains(err.Error(), "URL-encoded") {
+			t.Errorf("URLError(%v) = %v", perr, err)
+		}
+	}
+	_, perr := url.Parse("nats://host:bad")
+	if err := textsafe.URLError(perr); err != perr {
+		t.Errorf("a URL without credentials: %v, want %v unchanged", err, perr)
+	}
+	other := errors.New("nats: no servers available for connection")
+	if err := textsafe.URLError(other); err != other {
+		t.Errorf("another error: %v", err)
 	}
 }

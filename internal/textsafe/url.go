@@ -1,6 +1,7 @@
 package textsafe
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 )
@@ -54,4 +55,20 @@ func redactOne(s string) string {
 		return s
 	}
 	return s[:start] + redacted + s[at:]
+}
+
+// URLError returns err with the URL of a *url.Error redacted, as nats.go
+// returns url.Parse's error for a server URL it cannot read: `parse
+// "nats://user:secret@host:bad": invalid port ":bad" after host`. When the
+// URL has credentials the parser's complaint goes too, since it quotes the
+// part it choked on, which can be a piece of the password. Any other error
+// is returned as it is.
+func URLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) || URL(ue.URL) == ue.URL {
+		return err
+	}
+	return &url.Error{Op: ue.Op, URL: URL(ue.URL), Err: errors.New(
+		"not a valid URL (the parser's reason is not shown, as it may quote the credentials); " +
+			"check the host and port, and that the user and password are URL-encoded (%25 for %, %2F for /, %40 for @)")}
 }
