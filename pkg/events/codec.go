@@ -18,7 +18,9 @@ const MaxJoinedSize = 64 << 10
 // ce-specversion header; otherwise its body must be a structured event. The
 // type must be the one its subject carries, so a step never acts on an event
 // meant for another. Unknown extensions are kept so they can be carried
-// through. Every error wraps ErrInvalid: no retry can fix the message.
+// through. Every string in the body must be UTF-8 and the data may nest at
+// most MaxDepth levels (see scanJSON). Every error wraps ErrInvalid: no
+// retry can fix the message.
 //
 // Decode does not check the joined data itself; see ParseJoined.
 func Decode(subject string, header map[string][]string, body []byte) (event.Event, error) {
@@ -31,9 +33,18 @@ func Decode(subject string, header map[string][]string, body []byte) (event.Even
 			return event.Event{}, invalidf("the message is %d bytes (body plus headers); a joined event may be at most %d", n, MaxJoinedSize)
 		}
 	}
+	_, binary := header["ce-specversion"]
+	// A structured body wraps the data in the event: one level more.
+	root, limit := "", MaxDepth+1
+	if binary {
+		root, limit = "data", MaxDepth
+	}
+	if p := scanJSON(body, root, limit); p != nil {
+		return event.Event{}, invalidf("%s", p.text())
+	}
 	var w wire
 	var err error
-	if _, binary := header["ce-specversion"]; binary {
+	if binary {
 		w, err = fromHeaders(header, body)
 	} else {
 		w, err = fromBody(header, body)

@@ -66,6 +66,19 @@ func binary(set map[string][]string) map[string][]string {
 	return h
 }
 
+// spoil replaces the first old in b by new, for bodies json.Marshal cannot
+// write (it makes every string valid UTF-8).
+func spoil(b []byte, old, new string) []byte {
+	return []byte(strings.Replace(string(b), old, new, 1))
+}
+
+// nested is valid joined data that nests depth levels: the object, then
+// arrays in its member x.
+func nested(depth int) json.RawMessage {
+	inner := strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1)
+	return json.RawMessage(strings.Replace(joinedData, "{", `{"x":`+inner+",", 1))
+}
+
 var structuredCT = map[string][]string{"Content-Type": {"application/cloudevents+json"}}
 
 func TestDecode(t *testing.T) {
@@ -153,6 +166,34 @@ func TestDecode(t *testing.T) {
 		{name: "extension out of int32", body: structured(t, map[string]any{"big": 1 << 40}), wantErr: "whole numbers"},
 		{name: "extension upper-case name", body: structured(t, map[string]any{"ID": "x"}), wantErr: "lower-case"},
 		{name: "extension name with underscore", body: structured(t, map[string]any{"partner_id": "x"}), wantErr: "lower-case"},
+		// Text that is not UTF-8, which encoding/json would turn into U+FFFD.
+		{name: "id not UTF-8", body: spoil(structured(t, nil), `"hr-1"`, "\"hr-\xff1\""), wantErr: "id is not valid UTF-8 (byte 0xff, 3 bytes into the text)"},
+		{name: "data field not UTF-8", body: spoil(structured(t, nil), `"Ana"`, "\"An\xffa\""), wantErr: "data.givenName is not valid UTF-8"},
+		{name: "truncated UTF-8 sequence", body: spoil(structured(t, nil), `"Silva"`, "\"Silv\xc3\""), wantErr: "data.surname is not valid UTF-8"},
+		{name: "unknown nested data field not UTF-8", body: structured(t, map[string]any{"data": json.RawMessage("{\"x\":{\"y\":[\"ok\",\"\xfe\"]}}")}),
+			wantErr: "data.x.y[1] is not valid UTF-8"},
+		{name: "member name not UTF-8", body: structured(t, map[string]any{"data": json.RawMessage("{\"giv\xffenName\":\"Ana\"}")}),
+			wantErr: "data has a member name that is not valid UTF-8"},
+		{name: "extension not UTF-8", body: spoil(structured(t, map[string]any{"partnerid": "p-7"}), `"p-7"`, "\"p-\xff\""), wantErr: "partnerid is not valid UTF-8"},
+		{name: "lone high surrogate", body: spoil(structured(t, nil), `"Ana"`, `"A\ud800"`), wantErr: `data.givenName holds the escape \ud800, half of a UTF-16 surrogate pair`},
+		{name: "lone low surrogate", body: spoil(structured(t, nil), `"Ana"`, `"A\udc00x"`), wantErr: `data.givenName holds the escape \udc00`},
+		{name: "high surrogate before another escape", body: spoil(structured(t, nil), `"Ana"`, `"A\ud800\u0041"`), wantErr: `holds the escape \ud800`},
+		{name: "surrogate pair", body: spoil(structured(t, nil), `"Ana"`, `"Ana \ud83d\ude00"`), check: func(t *testing.T, ev event.Event) {
+			if !strings.Contains(string(ev.Data()), `\ud83d\ude00`) {
+				t.Errorf("data %s", ev.Data())
+			}
+		}},
+		{name: "data_base64 not UTF-8", body: structured(t, map[string]any{"data": nil, "data_base64": base64.StdEncoding.EncodeToString(
+			[]byte(strings.Replace(joinedData, "Ana", "An\xffa", 1)))}), wantErr: "data.givenName is not valid UTF-8 (byte 0xff, 2 bytes into the text); send the text as UTF-8 (in data_base64)"},
+
+		// Depth, checked before anything decodes the body.
+		{name: "data nested 32 levels", body: structured(t, map[string]any{"data": nested(32)})},
+		{name: "data nested 33 levels", body: structured(t, map[string]any{"data": nested(33)}),
+			wantErr: "the data is nested too deeply: more than 32 levels of objects and arrays (at data.x[0][0]"},
+		{name: "data nested past encoding/json's limit", body: spoil(structured(t, map[string]any{"data": json.RawMessage(`{"x":0}`)}), `{"x":0}`, string(nested(20000))), wantErr: "the data is nested too deeply: more than 32 levels"},
+		{name: "extension nested", body: spoil(structured(t, nil), `"specversion":`, `"meta":`+strings.Repeat("[", 40)+strings.Repeat("]", 40)+`,"specversion":`),
+			wantErr: "the body is nested too deeply: more than 32 levels of objects and arrays (at meta[0]"},
+
 		{name: "body not JSON", body: []byte(`{"specversion":`), wantErr: "not a JSON object"},
 		{name: "body empty", body: nil, wantErr: "not a JSON object"},
 		{name: "body array", body: []byte(`[{}]`), wantErr: "not a JSON object"},
@@ -189,6 +230,9 @@ func TestDecode(t *testing.T) {
 		{name: "binary extension named data", header: binary(map[string][]string{"ce-data": {"x"}}), body: []byte(joinedData), wantErr: "reserved"},
 		{name: "binary body not an object", header: binary(nil), body: []byte(`["x"]`), wantErr: "got an array"},
 		{name: "binary empty body", header: binary(nil), body: nil, wantErr: "got nothing"},
+		{name: "binary data not UTF-8", header: binary(nil), body: []byte(strings.Replace(joinedData, "Silva", "Sil\x80va", 1)), wantErr: "data.surname is not valid UTF-8 (byte 0x80, 3 bytes into the text)"},
+		{name: "binary data nested 32 levels", header: binary(nil), body: nested(32)},
+		{name: "binary data nested 33 levels", header: binary(nil), body: nested(33), wantErr: "the data is nested too deeply: more than 32 levels"},
 		{name: "binary invited", subject: events.SubjectInvited, header: binary(map[string][]string{"ce-type": {events.TypeInvited}}), body: []byte(joinedData)},
 		// Header names are case-sensitive: canonicalised names are not
 		// ce- headers, so the message is not binary and the body (plain

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -38,6 +39,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(4), "ce-specversion: 1.0\nce-id: x\nce-source: guestflow/notify\nce-type: "+events.TypeOnboarded+"\nContent-Type: Application/JSON; charset=utf-8", []byte(`{"notifiedAt":"2024-05-01T09:30:00Z"}`))
 	f.Add(uint8(0), "Ce-Specversion: 1.0", []byte(joinedData))
 	f.Add(uint8(0), "", []byte(`{"id":"x","specversion":"1.0","source":"//","type":"io.guestflow.user.joined.v1","data":{}}`))
+	f.Add(uint8(0), "", []byte("{\"id\":\"x\xff\",\"specversion\":\"1.0\",\"source\":\"hr\",\"type\":\"io.guestflow.user.joined.v1\",\"data\":{\"a\":\"\\ud800\"}}"))
 	f.Fuzz(func(t *testing.T, which uint8, rawHeader string, body []byte) {
 		subject := fuzzSubjects[int(which)%len(fuzzSubjects)]
 		header := parseHeader(rawHeader)
@@ -48,6 +50,9 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)
 			}
 			return
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted a body that is not UTF-8: %q", body)
 		}
 		h, b, err := events.Encode(ev)
 		if err != nil {
@@ -74,8 +79,12 @@ func FuzzParseJoined(f *testing.F) {
 	f.Add([]byte(`{"email":" Liam.O'Brien@Contoso.co.uk ","givenName":" Liam ","surname":"O'Brien","usageLocation":"gb","instance":"sales","roles":[" Salesperson "],"sendEmail":false,"redirectUrl":"https://x.io/a?b=c","message":"<b>hi</b>"}`))
 	f.Add([]byte(`{"email":"a@b.c","givenName":"\u0085A","surname":"B\u3000","displayName":null,"usageLocation":"UK","instance":1,"roles":"x","sendEmail":"true"}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte("{\"email\":\"a@b.example\",\"givenName\":\"A\xff\",\"surname\":\"B\",\"usageLocation\":\"PT\",\"instance\":\"s\"}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		j, err := events.ParseJoined(data)
+		if err == nil && !utf8.Valid(data) {
+			t.Fatalf("accepted data that is not UTF-8: %q", data)
+		}
 		if err != nil {
 			if !errors.Is(err, events.ErrInvalid) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)

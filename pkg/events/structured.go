@@ -73,6 +73,9 @@ func base64Data(raw, data json.RawMessage) ([]byte, error) {
 	if err != nil {
 		return nil, invalidf("data_base64 is not valid base64: %v", err)
 	}
+	if p := scanJSON(b, "data", MaxDepth); p != nil {
+		return nil, invalidf("%s (in data_base64)", p.text())
+	}
 	return b, nil
 }
 

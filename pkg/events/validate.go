@@ -17,8 +17,13 @@ import (
 //
 // Every problem found is reported, not just the first, each as a *FieldError
 // joined with errors.Join, so an HR system can fix a record in one round.
-// Unknown fields are ignored; null counts as absent.
+// Unknown fields are ignored; null counts as absent. Text that is not UTF-8
+// anywhere in data, unknown fields included, and data nested more than
+// MaxDepth levels are refused before anything else, as one FieldError.
 func ParseJoined(data []byte) (Joined, error) {
+	if p := scanJSON(data, "", MaxDepth); p != nil {
+		return Joined{}, p.fieldError()
+	}
 	var obj map[string]json.RawMessage
 	if !isObject(data) || json.Unmarshal(data, &obj) != nil {
 		return Joined{}, &FieldError{Field: "data", Problem: fmt.Sprintf("must be a JSON object with the joined fields (email, givenName, …); got %s", describe(data))}

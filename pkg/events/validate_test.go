@@ -52,6 +52,19 @@ func TestParseJoined(t *testing.T) {
 		{name: "not an object: string", raw: `"x"`, wantFields: []string{"data"}},
 		{name: "not JSON", raw: `{"email":`, wantFields: []string{"data"}, wantIn: "invalid JSON"},
 		{name: "empty", raw: ` `, wantFields: []string{"data"}, wantIn: "nothing"},
+
+		// Text that is not UTF-8 anywhere, which encoding/json would
+		// silently turn into U+FFFD, and nesting past MaxDepth.
+		{name: "givenName not UTF-8", raw: string(joinedJSON(t, map[string]any{"givenName": "An~FF~a"})), wantFields: []string{"givenName"},
+			wantIn: "givenName: is not valid UTF-8 (byte 0xff, 2 bytes into the text)"},
+		{name: "instance not UTF-8", raw: string(joinedJSON(t, map[string]any{"instance": "sales~FF~"})), wantFields: []string{"instance"}, wantIn: "not valid UTF-8"},
+		{name: "role not UTF-8", raw: string(joinedJSON(t, map[string]any{"roles": []string{"Salesperson", "~FF~Sales"}})), wantFields: []string{"roles[1]"}, wantIn: "not valid UTF-8"},
+		{name: "message not UTF-8", raw: string(joinedJSON(t, map[string]any{"message": "hi~FF~"})), wantFields: []string{"message"}, wantIn: "not valid UTF-8"},
+		{name: "unknown field not UTF-8", raw: string(joinedJSON(t, map[string]any{"hr": map[string]any{"dept": "Sales~FF~"}})), wantFields: []string{"hr.dept"}, wantIn: "not valid UTF-8"},
+		{name: "lone surrogate", raw: strings.Replace(string(joinedJSON(t, nil)), `"Silva"`, `"Silva\udfff"`, 1), wantFields: []string{"surname"}, wantIn: "surrogate"},
+		{name: "nested 32 levels", raw: strings.Replace(string(joinedJSON(t, nil)), "{", `{"x":`+strings.Repeat("[", 31)+strings.Repeat("]", 31)+",", 1)},
+		{name: "nested 33 levels", raw: strings.Replace(string(joinedJSON(t, nil)), "{", `{"x":`+strings.Repeat("[", 32)+strings.Repeat("]", 32)+",", 1),
+			wantFields: []string{"data"}, wantIn: "data: is nested too deeply: more than 32 levels of objects and arrays (at x[0]"},
 		{name: "every problem reported", raw: `{"givenName":1,"usageLocation":"UK","sendEmail":"no"}`,
 			wantFields: []string{"email", "givenName", "surname", "usageLocation", "instance", "sendEmail"}},
 
@@ -205,7 +218,9 @@ func TestParseJoined(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data := []byte(tt.raw)
+			// ~FF~ stands for a byte that is not UTF-8: json.Marshal,
+			// which builds most cases, cannot write one.
+			data := []byte(strings.ReplaceAll(tt.raw, "~FF~", "\xff"))
 			if tt.raw == "" {
 				data = joinedJSON(t, tt.set, tt.del...)
 			}
