@@ -241,6 +241,8 @@ func TestParseRejects(t *testing.T) {
 		{"plain-http redirect", "ana@fabrikam.com,http://contoso.example,,,Ana,Silva,PT,sales", Options{}, "redirectUrl", "https"},
 		{"relative redirect", "ana@fabrikam.com,/start,,,Ana,Silva,PT,sales", Options{}, "redirectUrl", "https"},
 		{"bad sendEmail", "ana@fabrikam.com,,maybe,,Ana,Silva,PT,sales", Options{}, "sendEmail", `"maybe"`},
+		{"a name not UTF-8 (a legacy code page)", "ana@fabrikam.com,,,,Jos\xe9,Silva,PT,sales", Options{}, "givenName", `the [givenName] cell is not UTF-8 text (byte 0xe9); save the file as "CSV UTF-8"`},
+		{"a message not UTF-8", "ana@fabrikam.com,,,Ol\xe1!,Ana,Silva,PT,sales", Options{}, "message", "[customizedMessageBody] cell is not UTF-8"},
 		{"cells past the header", "ana@fabrikam.com,,,,Ana,Silva,PT,sales,,,O'Brien", Options{}, "", "quote values that contain commas"},
 	}
 	for _, tt := range tests {

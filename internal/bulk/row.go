@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -26,6 +27,9 @@ var flagOf = map[string]string{
 // fields, fills defaults and rewords what a CSV author would not understand
 // ("email is required" becomes "the [inviteeEmail] cell is empty").
 func (h header) joined(record []string, o Options) (events.Joined, Problems) {
+	if probs := h.notUTF8(record); probs != nil {
+		return events.Joined{}, probs
+	}
 	data := map[string]any{}
 	missing := map[string]string{} // field → what to do about it
 	defaulted := map[string]bool{}
@@ -191,4 +195,31 @@ func rank(err error) int {
 		}
 	}
 	return len(fieldOrder)
+}
+
+// notUTF8 rejects cells that are not UTF-8 before anything else looks at
+// them: json.Marshal would turn each bad byte into U+FFFD, so "José" from a
+// file saved in a legacy code page would be onboarded as "Jos�".
+func (h header) notUTF8(record []string) Problems {
+	var probs Problems
+	for _, c := range columns {
+		v, _ := h.cell(record, c.key)
+		if !utf8.ValidString(v) {
+			probs = append(probs, &events.FieldError{Field: c.field, Problem: fmt.Sprintf(
+				"the %s cell is not UTF-8 text (byte 0x%02x); save the file as \"CSV UTF-8\"", c.name, v[firstInvalid(v)])})
+		}
+	}
+	return probs
+}
+
+// firstInvalid is the index of the first byte of s that is not UTF-8.
+func firstInvalid(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return i
+			}
+		}
+	}
+	return len(s)
 }
