@@ -213,11 +213,14 @@ func newDLQReplay(g *globals, natsURL *string) *cobra.Command {
 		Use:   "replay [seq]...",
 		Short: "Publish dead letters again to the subject they came from",
 		Long: `Replay the dead letters that the sequences and filters select, oldest first: each is
-published again to its Guestflow-Original-Subject with its body and original headers
-and a fresh Nats-Msg-Id (so the duplicate window does not swallow it), and removed
-from GUESTFLOW_DLQ only once the broker has stored it. A replay that fails again
-comes back as a new dead letter with a new sequence. Without sequences or filters,
-every dead letter is replayed.
+published again to its Guestflow-Original-Subject with its body and original headers,
+and removed from GUESTFLOW_DLQ only once the broker has stored it. Its Nats-Msg-Id,
+replay:GUESTFLOW_DLQ:<seq>:<stored>, is new to the duplicate window (which still
+holds the input's own id) but the same for every replay of one dead letter: two
+replays of it at once, or a replay run again after one was interrupted between
+publishing and removing, store it once within the window (2 minutes). A replay
+that fails again comes back as a new dead letter with a new sequence. Without
+sequences or filters, every dead letter is replayed.
 
 Fix the cause first: buy or free license seats for no_license_seats, fix the
 configuration for unknown_instance / unknown_role, the credentials for auth_failed.

@@ -53,8 +53,8 @@ type Report struct {
 }
 
 // ReplayMatching replays every dead letter that o.Filter selects, in stream
-// order and at most o.Rate per second, each with Replay (fresh Nats-Msg-Id,
-// removed only after the PubAck). It goes on after a failure and returns an
+// order and at most o.Rate per second, each with Replay (a Nats-Msg-Id of
+// its own per dead letter, removed only after the PubAck). It goes on after a failure and returns an
 // error naming every dead letter that failed. The letters are listed once,
 // before the first replay, so a replay that fails again and comes back as
 // a new dead letter is not replayed a second time in the same run.

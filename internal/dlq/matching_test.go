@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,5 +154,110 @@ func TestDLQReplayOfNothing(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "no dead letters match (reason unknown_sku); nothing to replay") {
 		t.Errorf("output: %s", out.String())
+	}
+}
+
+// TestDLQConcurrentReplaysPublishOnce: two operators replaying the same
+// dead letters at once store each of them once.
+func TestDLQConcurrentReplaysPublishOnce(t *testing.T) {
+	js := newJS(t, true)
+	const n = 20
+	for range n {
+		put(t, js, letter{step: "license", reason: "no_license_seats", onboarding: "ob", failedAt: base})
+	}
+	var wg sync.WaitGroup
+	reports := make([]dlq.Report, 2)
+	errs := make([]error, 2)
+	for i := range reports {
+		wg.Go(func() {
+			reports[i], errs[i] = dlq.ReplayMatching(t.Context(), js, dlq.ReplayOptions{}, &bytes.Buffer{})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replay %d: %v", i, err)
+		}
+	}
+	if got := len(republished(t, js)); got != n {
+		t.Errorf("%d messages republished for %d dead letters", got, n)
+	}
+	if done, gone := len(reports[0].Done)+len(reports[1].Done), len(reports[0].Gone)+len(reports[1].Gone); done != n || gone != n {
+		t.Errorf("%d replayed and %d gone, want each dead letter replayed by one and gone for the other", done, gone)
+	}
+	if left := remaining(t, js); len(left) != 0 {
+		t.Errorf("left in the DLQ: %v", left)
+	}
+}
+
+func TestDLQConcurrentReplaysOfOneLetter(t *testing.T) {
+	js := newJS(t, true)
+	seq := put(t, js, letter{step: "license", reason: "no_license_seats", onboarding: "ob-1", failedAt: base})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := dlq.Replay(t.Context(), js, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				t.Errorf("replay: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(republished(t, js)); got != 1 {
+		t.Errorf("%d messages republished, want 1", got)
+	}
+}
+
+// TestDLQReplayRepeatedAfterTheDeleteFailed stands for a replay killed
+// between its publish and its delete: the broker refuses the delete, and
+// the operator replays again.
+func TestDLQReplayRepeatedAfterTheDeleteFailed(t *testing.T) {
+	js := newJS(t, true)
+	seq := put(t, js, letter{step: "license", reason: "no_license_seats", onboarding: "ob-1", failedAt: base})
+	s, err := js.Stream(t.Context(), worker.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.DenyDelete = true
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := dlq.Replay(t.Context(), js, seq); err == nil || !strings.Contains(err.Error(), "was replayed but not removed") {
+			t.Errorf("replay %d: %v, want the failed delete named", i+1, err)
+		}
+	}
+	msgs := republished(t, js)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages republished, want 1", len(msgs))
+	}
+	if id, want := msgs[0].Header.Get(jetstream.MsgIDHeader), fmt.Sprintf("replay:GUESTFLOW_DLQ:%d:", seq); !strings.HasPrefix(id, want) {
+		t.Errorf("Nats-Msg-Id %q, want %s<stored>", id, want)
+	}
+}
+
+// TestDLQReplayOfAReusedSequence: a DLQ stream created again counts from 1
+// again, and its first dead letter is not the old one.
+func TestDLQReplayOfAReusedSequence(t *testing.T) {
+	js := newJS(t, true)
+	first := put(t, js, letter{step: "license", reason: "no_license_seats", onboarding: "ob-1", failedAt: base})
+	if err := dlq.Replay(t.Context(), js, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), worker.DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.EnsureStreams(t.Context(), js, worker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second := put(t, js, letter{step: "license", reason: "no_license_seats", onboarding: "ob-2", failedAt: base})
+	if second != first {
+		t.Fatalf("the new stream's first sequence is %d, not %d", second, first)
+	}
+	if err := dlq.Replay(t.Context(), js, second); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(republished(t, js)); got != 2 {
+		t.Errorf("%d messages republished for two dead letters, want 2", got)
 	}
 }

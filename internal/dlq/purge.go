@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -55,9 +54,7 @@ func Purge(ctx context.Context, js jetstream.JetStream, o PurgeOptions, w io.Wri
 		switch err := s.DeleteMsg(ctx, l.Seq); {
 		case err == nil:
 			r.Done = append(r.Done, l)
-		// The API reports a missing message only in the text of a failed
-		// delete: the server's "no message found".
-		case errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found"):
+		case isGone(err):
 			r.Gone = append(r.Gone, l)
 		default:
 			r.Failed = append(r.Failed, Failure{l, err})

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/worker"
 )
 
@@ -20,10 +20,18 @@ var ErrNotADeadLetter = errors.New("dlq: not a dead letter (no " + worker.Header
 
 // Replay republishes the dead letter at sequence seq of the DLQ stream: the
 // body and the original headers, without the Guestflow-… failure headers,
-// to Guestflow-Original-Subject, with a fresh Nats-Msg-Id so the duplicate
-// window does not swallow it. The dead letter is deleted only after the
+// to Guestflow-Original-Subject. The dead letter is deleted only after the
 // PubAck, so a failed replay loses nothing; a replay that fails again comes
-// back as a new dead letter.
+// back as a new dead letter, with a new sequence.
+//
+// The Nats-Msg-Id is ReplayID's: new to the duplicate window, which still
+// holds the input's own id, so the window does not swallow the replay; but
+// the same for every replay of this dead letter, so two operators replaying
+// it at once, or a replay run again after it was killed between the
+// publish and the delete, publish it once (within the stream's duplicate
+// window, two minutes; later, the steps' idempotence is what is left).
+// A dead letter that someone else removed meanwhile is reported as
+// jetstream.ErrMsgNotFound, as one that was already gone.
 func Replay(ctx context.Context, js jetstream.JetStream, seq uint64) error {
 	s, err := js.Stream(ctx, worker.DLQStream)
 	if err != nil {
@@ -37,13 +45,31 @@ func Replay(ctx context.Context, js jetstream.JetStream, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	if _, err := js.PublishMsg(ctx, out, jetstream.WithMsgID("replay:"+uuid.NewString()), jetstream.WithExpectStream(worker.Stream)); err != nil {
-		return fmt.Errorf("dlq: republishing dead letter %d to %s: %w", seq, out.Subject, err)
+	if _, err := js.PublishMsg(ctx, out, jetstream.WithMsgID(ReplayID(m)), jetstream.WithExpectStream(worker.Stream)); err != nil {
+		return fmt.Errorf("dlq: republishing dead letter %d to %s: %w", seq, textsafe.Escape(out.Subject), err)
 	}
-	if err := s.DeleteMsg(ctx, seq); err != nil {
+	switch err := s.DeleteMsg(ctx, seq); {
+	case isGone(err):
+		return fmt.Errorf("dlq: dead letter %d was removed by someone else while it was replayed; it is stored once: %w", seq, jetstream.ErrMsgNotFound)
+	case err != nil:
 		return fmt.Errorf("dlq: dead letter %d was replayed but not removed (replaying it again is harmless): %w", seq, err)
 	}
 	return nil
+}
+
+// ReplayID is the Nats-Msg-Id of a replay of dead letter m:
+// "replay:GUESTFLOW_DLQ:<sequence>:<stored, Unix nanoseconds>". The
+// sequence alone names the dead letter for the stream's lifetime, but a
+// stream deleted and created again counts from 1 again; the time the
+// stream stored the letter tells two letters with one sequence apart.
+func ReplayID(m *jetstream.RawStreamMsg) string {
+	return fmt.Sprintf("replay:%s:%d:%d", worker.DLQStream, m.Sequence, m.Time.UnixNano())
+}
+
+// isGone reports whether a failed delete found no message: the API says so
+// only in the text of the error, the server's "no message found".
+func isGone(err error) bool {
+	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
 }
 
 // Republished is the message a replay of dead letter m publishes.
