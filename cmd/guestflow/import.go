@@ -18,6 +18,7 @@ import (
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/bulk"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -70,11 +71,15 @@ skipped; a row with the same address as an earlier row is a duplicate and skippe
 
 Each event's id is derived from the file's content and the row's line, and is sent as
 Nats-Msg-Id, so importing the same file again within the stream's duplicate window
-(2 minutes) publishes nothing twice; those rows are reported "published" again, since
-they are the same onboardings. The id is the onboarding id 'guestflow status' takes.
+(2 minutes) publishes nothing twice: the broker reports those rows as duplicates, and
+they are reported "already_published", with the onboarding id of the first import.
+The id is the onboarding id 'guestflow status' takes.
 
 The result file (FILE.results.csv, or --results) has one row per data row:
-line,email,status,onboardingid,error with status published, duplicate or rejected.
+line,email,status,onboardingid,error with status published, already_published,
+duplicate (the same address as an earlier row) or rejected. Cells that a spreadsheet
+would take for a formula (starting with =, +, -, @, tab or CR) are written with a
+leading single quote.
 An unreadable file (no version line, no [inviteeEmail] column, broken CSV quoting)
 publishes nothing and writes no result file.
 
@@ -82,8 +87,9 @@ publishes nothing and writes no result file.
 but sends nothing and needs no NATS: "published" there means "would be published".
 
 Exit status: 0 when no row was rejected; 3 when some rows were rejected and at least
-one was published; 1 when nothing was published (every row rejected, an unreadable
-file, no NATS or no stream).`,
+one was published or already published; 1 when nothing was published (every row
+rejected, an unreadable file, no NATS or no stream). Rows already published count as
+published: their onboardings are in the stream.`,
 		Example: `  guestflow import guests.csv --instance sales --usage-location PT
 
   guests.csv, as exported from the portal with guestflow's columns added:
@@ -314,12 +320,15 @@ func publishBatch(ctx context.Context, url, creds string, batch []pending, maxPe
 			defer wg.Done()
 			defer func() { <-slots; progress() }()
 			select {
-			case <-ack.Ok():
-				// A PubAck with Duplicate set means this file was
-				// imported before, within the duplicate window: the
-				// event is stored once and it is the same onboarding,
-				// so the row counts as published.
+			case a := <-ack.Ok():
 				p.row.Status = bulk.Published
+				if a.Duplicate {
+					// The same file imported before, within the
+					// duplicate window: the broker kept the first.
+					p.row.Status, p.row.Err = bulk.AlreadyPublished, fmt.Errorf(
+						"an event with this id was published within the duplicate window (%s), by an earlier import of this file; stored once",
+						worker.DuplicateWindow)
+				}
 			case err := <-ack.Err():
 				p.row.Status, p.row.Err = bulk.Rejected, fmt.Errorf("publish: %w", err)
 			case <-ctx.Done():
@@ -354,17 +363,23 @@ func summarize(w io.Writer, rows []bulk.Row, resultsPath string, dryRun bool, se
 	for _, r := range rows {
 		count[r.Status]++
 	}
-	published, duplicate, rejected := count[bulk.Published], count[bulk.Duplicate], count[bulk.Rejected]
+	published, already, duplicate, rejected := count[bulk.Published], count[bulk.AlreadyPublished], count[bulk.Duplicate], count[bulk.Rejected]
 	if dryRun {
 		fmt.Fprintf(w, "dry run: nothing published; %d would be published, %d duplicate, %d rejected; results in %s\n",
 			published, duplicate, rejected, resultsPath)
 	} else {
-		fmt.Fprintf(w, "%d published, %d duplicate, %d rejected; results in %s\n", published, duplicate, rejected, resultsPath)
+		// Named only when there are some, so that the line of a first
+		// import reads as it always has.
+		alreadyNote := ""
+		if already > 0 {
+			alreadyNote = fmt.Sprintf("%d already published, ", already)
+		}
+		fmt.Fprintf(w, "%d published, %s%d duplicate, %d rejected; results in %s\n", published, alreadyNote, duplicate, rejected, resultsPath)
 	}
 	switch {
 	case rejected == 0:
 		return nil
-	case published > 0:
+	case published+already > 0:
 		return &exitError{3, fmt.Errorf("%d of %d rows rejected; see %s", rejected, len(rows), resultsPath)}
 	case sendErr != nil:
 		return &exitError{1, fmt.Errorf("nothing was published: %w", sendErr)}

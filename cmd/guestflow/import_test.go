@@ -314,28 +314,45 @@ func TestImportDryRunPublishesNothing(t *testing.T) {
 }
 
 // TestImportTwiceStoresEachEventOnce is the contract's promise: the ids come
-// from the file, so the duplicate window absorbs a second import.
+// from the file, so the duplicate window absorbs a second import, and the
+// second import says so rather than claiming to have published.
 func TestImportTwiceStoresEachEventOnce(t *testing.T) {
 	e := newImportEnv(t)
-	in := e.csvFile("guests.csv", "ana@fabrikam.com,,,,Ana,Silva,PT,sales,,", "liam@contoso.example,,,,Liam,O'Brien,IE,service,,")
+	in := e.csvFile("guests.csv", "ana@fabrikam.com,,,,Ana,Silva,PT,sales,,", "liam@contoso.example,,,,Liam,O'Brien,IE,service,,",
+		"mia@fabrikam.com,,,,Mia,Wong,UK,sales,,")
 	results := filepath.Join(e.dir, "out.csv")
 	var runs [][][]string
-	for range 2 {
-		if stderr, code := e.run(in, "--config", e.config, "--results", results); code != 0 {
-			t.Fatalf("exit %d:\n%s", code, stderr)
+	for i, want := range []string{"2 published, 0 duplicate, 1 rejected", "0 published, 2 already published, 0 duplicate, 1 rejected"} {
+		stderr, code := e.run(in, "--config", e.config, "--results", results)
+		if code != 3 || !strings.Contains(stderr, want) {
+			t.Fatalf("import %d: exit %d, want 3 and %q:\n%s", i+1, code, want, stderr)
 		}
 		runs = append(runs, readResults(t, results))
-	}
-	if !reflect.DeepEqual(runs[0], runs[1]) {
-		t.Errorf("second import reported differently:\n%q\n%q", runs[0], runs[1])
 	}
 	stored := e.joined()
 	if len(stored) != 2 {
 		t.Fatalf("%d events stored, want 2", len(stored))
 	}
-	for _, r := range runs[1] {
-		if _, ok := stored[r[3]]; r[2] != "published" || !ok {
+	for i, r := range runs[1][:2] {
+		first := runs[0][i]
+		if r[2] != "already_published" || r[3] != first[3] || first[2] != "published" || !strings.Contains(r[4], "duplicate window") {
+			t.Errorf("second import reports %q; the first %q", r, first)
+		}
+		if _, ok := stored[r[3]]; !ok {
 			t.Errorf("result %q not stored", r)
+		}
+	}
+	if r := runs[1][2]; r[2] != "rejected" {
+		t.Errorf("the bad row the second time: %q", r)
+	}
+}
+
+func TestImportAlreadyPublishedIsNotAFailure(t *testing.T) {
+	e := newImportEnv(t)
+	in := e.csvFile("guests.csv", "ana@fabrikam.com,,,,Ana,Silva,PT,sales,,")
+	for i, want := range []string{"1 published, 0 duplicate, 0 rejected", "0 published, 1 already published, 0 duplicate, 0 rejected"} {
+		if stderr, code := e.run(in, "--config", e.config); code != 0 || !strings.Contains(stderr, want) {
+			t.Errorf("import %d: exit %d, want 0 and %q:\n%s", i+1, code, want, stderr)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -36,7 +37,14 @@ func newPublish(g *globals) *cobra.Command {
 The data comes from the flags or from --file (a JSON object with the joined data
 fields: email, givenName, surname, usageLocation, instance, roles, license, message,
 sendEmail, redirectUrl, displayName). It is validated before it is sent. The event id
-is printed: it is the onboarding id that 'guestflow status' and dead letters show.`,
+is printed: it is the onboarding id that 'guestflow status' and dead letters show.
+
+The event id is sent as Nats-Msg-Id. When the stream already holds an event with the
+same id, published within its duplicate window (2 minutes), the broker keeps that one
+and drops this one: publish says so, naming the id, and exits with status 4.
+
+Exit status: 0 published; 4 a duplicate, nothing stored; 1 anything else (invalid
+data, no NATS, no stream).`,
 		Example: `  guestflow publish --email ana.silva@fabrikam.com --given-name Ana --surname Silva \
     --usage-location PT --instance sales --message "Welcome to the EU sales pipeline."
   guestflow publish --file ana.json`,
@@ -85,8 +93,15 @@ is printed: it is the onboarding id that 'guestflow status' and dead letters sho
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			if err := publishJoined(ctx, url, ev); err != nil {
+			ack, err := publishJoinedAck(ctx, url, ev)
+			if err != nil {
 				return err
+			}
+			if ack.Duplicate {
+				return &exitError{exitDuplicate, fmt.Errorf(
+					"event %s was not published: the stream already holds an event with this id, published within its duplicate window (%s); "+
+						"that one stands ('guestflow status %s' shows it), and a new onboarding needs a new --id",
+					ev.ID(), worker.DuplicateWindow, ev.ID())}
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), ev.ID())
 			return nil
@@ -111,21 +126,34 @@ is printed: it is the onboarding id that 'guestflow status' and dead letters sho
 	return cmd
 }
 
+// exitDuplicate is publish's exit status for an event the broker dropped
+// as a duplicate: neither success (nothing was stored) nor a failure to
+// retry (the same id will be dropped again).
+const exitDuplicate = 4
+
 // publishJoined sends a joined event in structured mode and waits for the
 // PubAck; Nats-Msg-Id is the event id, so a retried publish is stored once.
 func publishJoined(ctx context.Context, url string, ev event.Event) error {
+	_, err := publishJoinedAck(ctx, url, ev)
+	return err
+}
+
+// publishJoinedAck is publishJoined, returning the PubAck, whose Duplicate
+// says that the stream already had the id.
+func publishJoinedAck(ctx context.Context, url string, ev event.Event) (*jetstream.PubAck, error) {
 	nc, js, err := app.Connect(url, "", "guestflow-publish")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer nc.Close()
 	header, body, err := events.Encode(ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m := &nats.Msg{Subject: events.SubjectJoined, Header: nats.Header(header), Data: body}
-	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID())); err != nil {
-		return fmt.Errorf("publish to %s: %w (is a worker or 'guestflow dev' running? it creates the stream)", events.SubjectJoined, err)
+	ack, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID()))
+	if err != nil {
+		return nil, fmt.Errorf("publish to %s: %w (is a worker or 'guestflow dev' running? it creates the stream)", events.SubjectJoined, err)
 	}
-	return nil
+	return ack, nil
 }

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/guestflow/guestflow/internal/worker"
 )
 
 // runCLI executes guestflow with args in-process and returns everything it
@@ -61,5 +64,28 @@ func TestCommandsRedactNATSCredentials(t *testing.T) {
 				t.Errorf("%s --nats %s: want %s and no %q in:\n%s", name, u.url, u.shown, u.secret, out)
 			}
 		}
+	}
+}
+
+func TestPublishReportsADuplicate(t *testing.T) {
+	e := newOperatorEnv(t, true)
+	args := []string{"publish", "--id", "hr-1001", "--email", "ana@fabrikam.com", "--given-name", "Ana", "--surname", "Silva",
+		"--usage-location", "PT", "--instance", "sales"}
+	stdout, _, err := e.run(nil, args...)
+	if err != nil || strings.TrimSpace(stdout) != "hr-1001" {
+		t.Fatalf("first publish: %q, %v", stdout, err)
+	}
+	stdout, _, err = e.run(nil, args...)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 4 || !strings.Contains(err.Error(), "event hr-1001 was not published") ||
+		!strings.Contains(err.Error(), "duplicate window (2m0s)") || stdout != "" {
+		t.Errorf("second publish: stdout %q, error %v; want exit 4 naming the id", stdout, err)
+	}
+	s, err := e.js.Stream(t.Context(), worker.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(t.Context()); err != nil || info.State.Msgs != 1 {
+		t.Errorf("stream holds %v messages (%v), want 1", info.State.Msgs, err)
 	}
 }

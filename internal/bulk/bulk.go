@@ -33,12 +33,16 @@ import (
 type Status string
 
 // Statuses. Parse leaves a row Valid, Duplicate or Rejected; the importer
-// turns Valid into Published or, when the publish fails, Rejected.
+// turns Valid into Published, into AlreadyPublished when the broker reports
+// the publish a duplicate (the same file imported again within the
+// stream's duplicate window: the event is stored once, from the first
+// import), or, when the publish fails, into Rejected.
 const (
-	Valid     Status = "valid"
-	Published Status = "published"
-	Duplicate Status = "duplicate"
-	Rejected  Status = "rejected"
+	Valid            Status = "valid"
+	Published        Status = "published"
+	AlreadyPublished Status = "already_published"
+	Duplicate        Status = "duplicate"
+	Rejected         Status = "rejected"
 )
 
 // Row is one data row of the file.
@@ -55,7 +59,7 @@ type Row struct {
 	ID string
 	// Joined is the validated, normalised data of a Valid row.
 	Joined events.Joined
-	// Err says why a row is Rejected or Duplicate.
+	// Err says why a row is Rejected, Duplicate or AlreadyPublished.
 	Err error
 }
 
