@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/graphsim"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
@@ -25,7 +26,16 @@ import (
 // onboarded; every bad row must be reported with its line and never sent.
 func TestImportOnboardsAPortalFile(t *testing.T) {
 	bin := buildGuestflow(t)
-	s := start(t, graphsim.Options{SyncDelay: 200 * time.Millisecond})
+	// Some rows land their invitations on the company's own site, which
+	// the instances allow.
+	s := start(t, graphsim.Options{SyncDelay: 200 * time.Millisecond}, func(su *setup) {
+		su.configure = func(c *config.Config, _ *graphsim.Sim) {
+			for name, in := range c.Instances {
+				in.AllowedRedirectHosts = append([]string{"contoso.example"}, config.MyAppsHosts...)
+				c.Instances[name] = in
+			}
+		}
+	})
 
 	dir := t.TempDir()
 	cfgYAML, err := s.cfg.Marshal()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +73,15 @@ func TestNoFreeSeatIsDeadLetteredAndReplaySucceedsOnceSeatsExist(t *testing.T) {
 }
 
 func TestUnknownSKU(t *testing.T) {
-	s := start(t, graphsim.Options{})
+	// Allowed, so that the event gets past the invite step's allow-list
+	// to the tenant, which does not subscribe to it.
+	s := start(t, graphsim.Options{}, func(su *setup) {
+		su.configure = func(c *config.Config, _ *graphsim.Sim) {
+			in := c.Instances["sales"]
+			in.AllowedLicenses = []string{in.License, "DYN365_NO_SUCH_PLAN"}
+			c.Instances["sales"] = in
+		}
+	})
 	j := sales("ana@fabrikam.com")
 	j.License = "DYN365_NO_SUCH_PLAN"
 	s.publishJoined("sku-1", j)
@@ -81,7 +90,15 @@ func TestUnknownSKU(t *testing.T) {
 }
 
 func TestUnknownRole(t *testing.T) {
-	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond})
+	// Allowed, so that the event gets past the invite step's allow-list
+	// to the environment, which does not have it.
+	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond}, func(su *setup) {
+		su.configure = func(c *config.Config, _ *graphsim.Sim) {
+			in := c.Instances["sales"]
+			in.AllowedRoles = append(in.AllowedRoles, "Chief Vibes Officer")
+			c.Instances["sales"] = in
+		}
+	})
 	j := sales("ana@fabrikam.com")
 	j.Roles = []string{"Salesperson", "Chief Vibes Officer"}
 	s.publishJoined("role-1", j)
@@ -223,11 +240,19 @@ func TestExistingGuestIsInvitedAgainNotDuplicated(t *testing.T) {
 	}
 }
 
-func TestMemberOfTheTenantIsNotInvited(t *testing.T) {
-	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond})
-	// Megan is a member; the second address is one of her otherMails.
+func TestAllowedMemberIsNotInvitedNorChanged(t *testing.T) {
+	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond}, func(su *setup) {
+		su.configure = func(c *config.Config, _ *graphsim.Sim) {
+			in := c.Instances["service"]
+			in.AllowMembers = true
+			c.Instances["service"] = in
+		}
+	})
+	// Megan is a member; the second address is one of her otherMails. The
+	// names and location in the events are not hers, and must not become
+	// hers: a member's profile is the organisation's.
 	for id, addr := range map[string]string{"member-1": graphsim.MeganAddress, "member-2": "Megan@Fabrikam.example"} {
-		j := events.Joined{Email: addr, GivenName: "Megan", Surname: "Bowen", UsageLocation: "US", Instance: "service"}
+		j := events.Joined{Email: addr, GivenName: "Meg", Surname: "Renamed", UsageLocation: "PT", Instance: "service"}
 		s.publishJoined(id, j)
 	}
 	for id, ev := range s.await("member-1", "member-2") {
@@ -238,6 +263,13 @@ func TestMemberOfTheTenantIsNotInvited(t *testing.T) {
 	}
 	if n := s.sim.Stats().Invitations; n != 0 {
 		t.Errorf("a member was invited %d times", n)
+	}
+	megan, _ := s.user(graphsim.MeganAddress)
+	if megan.GivenName != "Megan" || megan.Surname != "Bowen" || megan.UsageLocation != "US" || s.calls("PATCH /v1.0/users/{id}", 204) != 0 {
+		t.Errorf("a member's profile was changed: %+v", megan)
+	}
+	if !slices.Equal(megan.AssignedLicenses, []string{"DYN365_ENTERPRISE_CUSTOMER_SERVICE"}) {
+		t.Errorf("member's licenses: %v", megan.AssignedLicenses)
 	}
 	for _, m := range s.sim.Mails() {
 		if strings.Contains(m.Body, "redeem") || strings.Contains(m.Body, "accept your invitation") {

@@ -27,14 +27,18 @@ func (in Instance) LicenseAllowed(part string) bool {
 }
 
 // RedirectAllowed reports whether raw is an https URL on one of
-// AllowedRedirectHosts. An entry with a port matches that port only; one
-// without matches the host on any port.
+// AllowedRedirectHosts or on the instance URL's own host, which is the
+// default redirect and so always allowed. An entry with a port matches
+// that port only; one without matches the host on any port.
 func (in Instance) RedirectAllowed(raw string) bool {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "https" || u.User != nil {
 		return false
 	}
 	host, name := strings.ToLower(u.Host), strings.ToLower(u.Hostname())
+	if own, err := url.Parse(in.URL); err == nil && strings.EqualFold(own.Host, host) {
+		return true
+	}
 	return slices.ContainsFunc(in.AllowedRedirectHosts, func(h string) bool {
 		h = strings.ToLower(h)
 		return h == host || h == name
