@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -23,12 +25,24 @@ import (
 const Bucket = "GUESTFLOW_MEMO"
 
 // Store is a memo backed by a JetStream key-value bucket.
-type Store struct{ kv jetstream.KeyValue }
+type Store struct {
+	js jetstream.JetStream
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
 
 // Open creates or opens the bucket. History 1 and file storage: only the
 // latest record matters, and it must survive a broker restart.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	s := &Store{js: js}
+	if _, err := s.open(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "guestflow: what each step did per onboarding (invitations, mails)",
 		History:     1,
@@ -37,13 +51,44 @@ func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memo: %w", err)
 	}
-	return &Store{kv: kv}, nil
+	s.mu.Lock()
+	s.kv = kv
+	s.mu.Unlock()
+	return kv, nil
+}
+
+// bucket runs op on the bucket, re-creating it once when it was deleted
+// under the running worker: otherwise every step that keeps or checks a
+// record would fail until a restart. The records are gone with it; the
+// steps then fall back on what they can ask Microsoft.
+func (s *Store) bucket(ctx context.Context, op func(jetstream.KeyValue) error) error {
+	s.mu.Lock()
+	kv := s.kv
+	s.mu.Unlock()
+	err := op(kv)
+	if !gone(err) {
+		return err
+	}
+	if kv, err = s.open(ctx); err != nil {
+		return err
+	}
+	return op(kv)
+}
+
+// gone reports whether err says the bucket's stream does not exist.
+func gone(err error) bool {
+	return errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // Get loads what step recorded for onboardingID into v and reports whether
 // there was a record.
 func (s *Store) Get(ctx context.Context, step, onboardingID string, v any) (bool, error) {
-	e, err := s.kv.Get(ctx, key(step, onboardingID))
+	var e jetstream.KeyValueEntry
+	err := s.bucket(ctx, func(kv jetstream.KeyValue) (err error) {
+		e, err = kv.Get(ctx, key(step, onboardingID))
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false, nil
 	}
@@ -62,7 +107,11 @@ func (s *Store) Put(ctx context.Context, step, onboardingID string, v any) error
 	if err != nil {
 		return fmt.Errorf("memo: %w", err)
 	}
-	if _, err := s.kv.Put(ctx, key(step, onboardingID), b); err != nil {
+	err = s.bucket(ctx, func(kv jetstream.KeyValue) error {
+		_, err := kv.Put(ctx, key(step, onboardingID), b)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("memo: %w", err)
 	}
 	return nil
