@@ -182,8 +182,10 @@ func TestDLQConcurrentReplaysPublishOnce(t *testing.T) {
 	if got := len(republished(t, js)); got != n {
 		t.Errorf("%d messages republished for %d dead letters", got, n)
 	}
-	if done, gone := len(reports[0].Done)+len(reports[1].Done), len(reports[0].Gone)+len(reports[1].Gone); done != n || gone != n {
-		t.Errorf("%d replayed and %d gone, want each dead letter replayed by one and gone for the other", done, gone)
+	// A run that lists after the other removed some never sees them, so
+	// only the replayed count is fixed: each dead letter by one run.
+	if done := len(reports[0].Done) + len(reports[1].Done); done != n {
+		t.Errorf("%d replayed, want each of the %d dead letters replayed by one run", done, n)
 	}
 	if left := remaining(t, js); len(left) != 0 {
 		t.Errorf("left in the DLQ: %v", left)
