@@ -238,6 +238,9 @@ func TestOnboardsEveryInstance(t *testing.T) {
 	if n := stats.Calls["PATCH /instances/{instance}/api/data/v9.2/systemusers({id})"]["204"]; n != 1 {
 		t.Errorf("%d systemuser updates, want exactly the legacy email fix", n)
 	}
+	if n := stats.Calls["POST /v1.0/invitations"]; n["201"] != len(users) || len(n) != 1 {
+		t.Errorf("invitations answered %v, want exactly one 201 per new address (%d)", n, len(users))
+	}
 }
 
 func mailTo(mails []simMail, to string) string {

@@ -210,7 +210,7 @@ func TestDataverseServiceProtectionIsWaitedOut(t *testing.T) {
 	}
 }
 
-func TestExistingGuestIsInvitedAgainNotDuplicated(t *testing.T) {
+func TestExistingGuestIsNeverInvitedAgain(t *testing.T) {
 	s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond})
 	s.publishJoined("again-1", sales("ana@fabrikam.com"))
 	first := onboardedData(t, s.await("again-1")["again-1"])
@@ -219,8 +219,13 @@ func TestExistingGuestIsInvitedAgainNotDuplicated(t *testing.T) {
 	if first.ExistingUser || !second.ExistingUser || first.UserID != second.UserID {
 		t.Errorf("existingUser %v then %v, users %s / %s", first.ExistingUser, second.ExistingUser, first.UserID, second.UserID)
 	}
-	if first.InviteRedeemURL == second.InviteRedeemURL || second.InviteRedeemURL == "" {
-		t.Errorf("an existing guest gets a fresh redemption link: %q / %q", first.InviteRedeemURL, second.InviteRedeemURL)
+	if first.InviteRedeemURL == "" || second.InviteRedeemURL != "" {
+		t.Errorf("redemption links %q then %q; want one for the invitation and none for the returning guest", first.InviteRedeemURL, second.InviteRedeemURL)
+	}
+	// Ana never redeemed: the second mail says that signing in does.
+	mails := s.sim.Mails()
+	if len(mails) != 2 || strings.Contains(mails[1].Body, "/_sim/redeem/") || !strings.Contains(mails[1].Body, "signing in at the link below accepts it") {
+		t.Errorf("the returning guest's mail:\n%v", mails)
 	}
 	n := 0
 	for _, u := range s.sim.Users() {
@@ -231,8 +236,8 @@ func TestExistingGuestIsInvitedAgainNotDuplicated(t *testing.T) {
 			}
 		}
 	}
-	if n != 1 || s.sim.Stats().Invitations != 2 {
-		t.Errorf("%d users and %d invitations for one address onboarded twice, want 1 and 2", n, s.sim.Stats().Invitations)
+	if n != 1 || s.sim.Stats().Invitations != 1 || s.calls("POST /v1.0/invitations", 201) != 1 {
+		t.Errorf("%d users and %d invitations for one address onboarded twice, want 1 and 1", n, s.sim.Stats().Invitations)
 	}
 	if s.calls("POST /v1.0/users/{id}/assignLicense", 200) != 1 ||
 		s.calls("POST /instances/{instance}/api/data/v9.2/systemusers({id})/systemuserroles_association/$ref", 204) != 1 {

@@ -124,56 +124,62 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 }
 
 // ensureUser finds the user behind the address or invites one, and records
-// the result in the memo. A guest that exists is invited again, which Graph
-// answers with the same user and a fresh redemption link; a member of the
-// tenant needs no invitation at all.
+// the result in the memo. An address that already has a user is never
+// invited again: a member needs no invitation, and a guest who never
+// redeemed theirs does so just in time by signing in at the instance URL
+// the mail gives. Inviting again would spend the tenant's invitation budget
+// (shared by every app) and an identity write for nothing but a new link.
 //
 // The memo is written twice around the invitation so that a retry never
 // invites twice: "inviting" just before it, the result as soon as it
 // succeeded, before anything else can fail. A worker that dies in between
-// leaves "inviting" behind; when the address had no user then and has a
-// guest now, that guest is the invitation's and is used as it is. Its
-// redemption link is lost (Graph returns it only once), which costs
-// nothing: a guest may redeem just in time by signing in to the instance
-// URL the mail gives. Only if the new user is not readable yet (replication
-// lag) is it invited again.
+// leaves "inviting" behind; a guest found behind the address afterwards is
+// that invitation's, and is used as it is (its redemption link is lost, as
+// Graph returns it once, and the instance URL redeems instead). While no
+// guest is found yet the invitation may still be replicating, so the step
+// retries for readableWithin after the mark before it invites again.
 func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Joined, inst config.Instance, last found) (found, error) {
 	users, err := h.dir.FindUserByMail(ctx, j.Email)
 	if err != nil {
 		return found{}, err
 	}
-	u := found{Email: j.Email}
 	if len(users) > 0 {
 		match := pick(users)
-		u = found{Email: j.Email, UserID: match.ID, UserPrincipalName: match.UserPrincipalName, UserType: match.UserType, Existing: true}
+		u := found{Email: j.Email, UserID: match.ID, UserPrincipalName: match.UserPrincipalName, UserType: match.UserType,
+			ExternalUserState: match.ExternalUserState, Existing: !last.Inviting}
+		// A member is not recorded unless the instance takes members:
+		// a refused member leaves nothing behind.
 		if !match.IsGuest() {
-			// A member is not recorded unless the instance takes
-			// members: a refused member leaves nothing behind.
 			if err := policy.Member(j.Instance, inst, j.Email); err != nil {
 				return found{}, err
 			}
-			return u, h.memo.Put(ctx, Name, onboarding, u)
 		}
-		if last.Inviting && !last.Existing {
-			u.Existing = false
-			return u, h.memo.Put(ctx, Name, onboarding, u)
+		return u, h.memo.Put(ctx, Name, onboarding, u)
+	}
+	if last.Inviting {
+		if since := h.now().Sub(last.InvitingAt); since < readableWithin {
+			return found{}, failure.Retry(failure.ReplicationLag, fmt.Errorf(
+				"an earlier attempt was inviting %s %s ago and no user is readable yet; waiting for directory replication before inviting again",
+				j.Email, since.Round(time.Second)), 0)
 		}
 	}
-	if err := h.memo.Put(ctx, Name, onboarding, found{Email: j.Email, Inviting: true, Existing: u.Existing}); err != nil {
+	if err := h.memo.Put(ctx, Name, onboarding, found{Email: j.Email, Inviting: true, InvitingAt: h.now().UTC()}); err != nil {
 		return found{}, err
 	}
 	inv, err := h.dir.Invite(ctx, j.Email, j.DisplayName, j.RedirectURL)
 	if err != nil {
 		return found{}, err
 	}
-	u.RedeemURL, u.UserType = inv.RedeemURL, "Guest"
-	if u.UserID == "" {
-		// The user principal name is read afterwards (the caller does),
-		// since the new user may not be readable on every replica yet.
-		u.UserID = inv.UserID
-	}
+	// The user principal name is read afterwards (the caller does), since
+	// the new user may not be readable on every replica yet.
+	u := found{Email: j.Email, UserID: inv.UserID, UserType: "Guest", RedeemURL: inv.RedeemURL, ExternalUserState: "PendingAcceptance"}
 	return u, h.memo.Put(ctx, Name, onboarding, u)
 }
+
+// readableWithin is how long after an interrupted invitation the step
+// waits for the invited guest to become readable before it concludes the
+// invitation was never sent. Directory replication takes seconds.
+const readableWithin = time.Minute
 
 // addToGroup adds the user to the instance's security group, which Dynamics
 // 365 uses to decide who may sync into the environment. Graph answers 404

@@ -153,22 +153,39 @@ func TestKilledBetweenInvitationAndMemoInvitesOnce(t *testing.T) {
 	}
 }
 
-func TestKilledBeforeInvitingAnExistingGuestInvitesAgain(t *testing.T) {
-	// An existing guest is invited again for a fresh redemption link, and
-	// a retry after dying in between cannot tell whether that happened.
+func TestAnExistingGuestIsNeverInvitedAgain(t *testing.T) {
 	dir := &tenant{users: []directory.User{{ID: "old-guest", Mail: "ana@fabrikam.com", UserPrincipalName: "old#EXT#@contoso.example", UserType: "Guest"}}}
-	m := &memo{kept: map[string][]byte{}}
-	m.failPut = func(v any) bool { return !v.(found).Inviting && dir.invitations == 1 }
-	if _, err := handle(t, New(dir, m, instances)); err == nil {
-		t.Fatal("the first attempt did not fail")
-	}
-	m.failPut = nil
-	out, err := handle(t, New(dir, m, instances))
+	out, err := handle(t, New(dir, &memo{kept: map[string][]byte{}}, instances))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dir.invitations != 2 || out.InviteRedeemURL == "" || !out.ExistingUser || out.UserID != "old-guest" {
-		t.Errorf("%d invitations, invited %+v; want a second invitation with a fresh link for the existing guest", dir.invitations, out)
+	if dir.invitations != 0 || out.InviteRedeemURL != "" || !out.ExistingUser || out.UserID != "old-guest" {
+		t.Errorf("%d invitations, invited %+v; want the existing guest as found, no invitation", dir.invitations, out)
+	}
+}
+
+func TestAnInterruptedInvitationWaitsForReplicationBeforeInvitingAgain(t *testing.T) {
+	dir := &tenant{}
+	m := &memo{kept: map[string][]byte{}}
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	// An earlier attempt marked "inviting" and died; whether its POST
+	// went out is unknown, and no user is readable yet.
+	b, _ := json.Marshal(found{Email: "ana@fabrikam.com", Inviting: true, InvitingAt: now})
+	m.kept["invite/onb-1"] = b
+	h := New(dir, m, instances)
+	h.now = func() time.Time { return now.Add(10 * time.Second) }
+	_, err := handle(t, h)
+	if v := failure.Classify(err); !v.Retryable || v.Reason != failure.ReplicationLag || dir.invitations != 0 {
+		t.Fatalf("got %+v (%v) and %d invitations; want a replication_lag retry and none", v, err, dir.invitations)
+	}
+	// Long after the mark, nobody appeared: the invitation was never sent.
+	h.now = func() time.Time { return now.Add(readableWithin + time.Second) }
+	out, err := handle(t, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir.invitations != 1 || out.ExistingUser || out.InviteRedeemURL == "" {
+		t.Errorf("%d invitations, %+v; want one invitation of a new guest", dir.invitations, out)
 	}
 }
 

@@ -24,14 +24,24 @@ var Unsupported = []string{
 	"Office 365 Groups inside Dynamics 365 (group conversations still work as a guest in Outlook)",
 }
 
-// Render returns the subject and HTML body of the onboarding mail, which
-// sends the guest to instanceURL.
-func Render(d events.RoleAssigned, instanceURL string) (subject, html string, err error) {
+// Links say where the mail sends the guest.
+type Links struct {
+	// Instance is the instance URL, where the guest signs in.
+	Instance string
+	// Pending is true for a guest with no redemption link in the event
+	// who has not redeemed an earlier invitation: signing in at the
+	// instance URL redeems it just in time, and the mail says so.
+	Pending bool
+}
+
+// Render returns the subject and HTML body of the onboarding mail.
+func Render(d events.RoleAssigned, links Links) (subject, html string, err error) {
 	var b bytes.Buffer
 	err = mailTemplate.Execute(&b, struct {
 		events.RoleAssigned
 		InstanceURL string
+		Pending     bool
 		Unsupported []string
-	}{d, instanceURL, Unsupported})
+	}{d, links.Instance, links.Pending && d.InviteRedeemURL == "", Unsupported})
 	return "Your access to Dynamics 365 (" + d.Instance + ") is ready", b.String(), err
 }

@@ -110,7 +110,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	}
 	out := events.Onboarded{RoleAssigned: d}
 	if d.SendsEmail() {
-		at, err := h.send(ctx, onboarding, inst.URL, d)
+		at, err := h.send(ctx, onboarding, Links{Instance: inst.URL, Pending: u.PendingAcceptance}, d)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +121,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 }
 
 // send mails the user unless the memo says it already happened.
-func (h *Handler) send(ctx context.Context, onboardingID, instanceURL string, d events.RoleAssigned) (time.Time, error) {
+func (h *Handler) send(ctx context.Context, onboardingID string, links Links, d events.RoleAssigned) (time.Time, error) {
 	var done sent
 	ok, err := h.memo.Get(ctx, Name, onboardingID, &done)
 	if err != nil {
@@ -134,7 +134,7 @@ func (h *Handler) send(ctx context.Context, onboardingID, instanceURL string, d 
 	if ok {
 		return done.At, nil
 	}
-	subject, html, err := Render(d, instanceURL)
+	subject, html, err := Render(d, links)
 	if err != nil {
 		return time.Time{}, failure.Permanent(failure.InvalidEvent, err)
 	}

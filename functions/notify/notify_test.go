@@ -237,3 +237,25 @@ func TestMailsOnlyTheOnboardingsUser(t *testing.T) {
 		refused(t, step(box, log), box, data(nil), failure.OnboardingIDReused)
 	})
 }
+
+func TestAReturningGuestIsToldSigningInRedeemsOnlyWhilePending(t *testing.T) {
+	for state, want := range map[string]bool{"PendingAcceptance": true, "Accepted": false} {
+		b, _ := json.Marshal(identity.Record{Email: "ana@fabrikam.com", UserID: "guest-1", UserType: "Guest", Existing: true, ExternalUserState: state})
+		box := &outbox{}
+		d := data(nil)
+		d.InviteRedeemURL = ""
+		if _, err := step(box, memLog{identity.Step + ".onb-1": b}).Handle(context.Background(), input(t, d)); err != nil {
+			t.Fatal(err)
+		}
+		if len(box.sent) != 1 {
+			t.Fatalf("%s: %d mails", state, len(box.sent))
+		}
+		html := box.sent[0].HTML
+		if got := strings.Contains(html, "signing in at the link below accepts it"); got != want {
+			t.Errorf("%s: says signing in redeems: %v, want %v\n%s", state, got, want, html)
+		}
+		if strings.Contains(html, "First accept your invitation") {
+			t.Errorf("%s: offers an invitation link it does not have:\n%s", state, html)
+		}
+	}
+}

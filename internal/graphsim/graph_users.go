@@ -121,6 +121,10 @@ func (c *call) listUsers() {
 	c.s.mu.Lock()
 	var found []graphUser
 	for _, u := range c.s.st.users {
+		// A replica that has not seen a new user yet cannot find it.
+		if c.s.lagging(u, c.now) {
+			continue
+		}
 		if filter == nil || filter.eval(u.row(), nil) {
 			found = append(found, u.graph())
 		}

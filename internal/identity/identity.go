@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
@@ -36,11 +37,16 @@ type Record struct {
 	UserType          string `json:"userType"`
 	RedeemURL         string `json:"inviteRedeemUrl,omitempty"`
 	Existing          bool   `json:"existingUser"`
+	// ExternalUserState is the guest's invitation state when it was
+	// found: "PendingAcceptance" or "Accepted".
+	ExternalUserState string `json:"externalUserState,omitempty"`
 	// Inviting marks an invitation about to be sent, recorded before
 	// POST /invitations; Existing then says whether the address already
 	// had a user. A memo still inviting on a redelivery means the last
 	// attempt may have invited and died before recording it.
 	Inviting bool `json:"inviting,omitempty"`
+	// InvitingAt is when Inviting was recorded.
+	InvitingAt time.Time `json:"invitingAt,omitzero"`
 }
 
 // For reports whether the record belongs to address (or predates keeping
@@ -77,6 +83,9 @@ type User struct {
 	// RedeemURL is the invitation link Graph returned to the invite step;
 	// empty when there is no record or no invitation.
 	RedeemURL string
+	// PendingAcceptance is true for a guest who had not redeemed an
+	// invitation when last seen.
+	PendingAcceptance bool
 }
 
 // Verify returns the user of onboardingID when it is userID and belongs to
@@ -94,7 +103,7 @@ func (v *Verifier) Verify(ctx context.Context, onboardingID, address, userID str
 		if !strings.EqualFold(rec.UserID, userID) {
 			return User{}, mismatch("the event names user %s, but onboarding %s found user %s for %s", userID, onboardingID, rec.UserID, address)
 		}
-		return User{ID: rec.UserID, Type: rec.UserType, RedeemURL: rec.RedeemURL}, nil
+		return User{ID: rec.UserID, Type: rec.UserType, RedeemURL: rec.RedeemURL, PendingAcceptance: rec.ExternalUserState == pending}, nil
 	}
 	u, err := v.users.GetUser(ctx, userID)
 	if err != nil {
@@ -106,8 +115,11 @@ func (v *Verifier) Verify(ctx context.Context, onboardingID, address, userID str
 	if !strings.EqualFold(u.Mail, address) && !slices.ContainsFunc(u.OtherMails, func(m string) bool { return strings.EqualFold(m, address) }) {
 		return User{}, mismatch("the event names user %s, a guest whose addresses are not %s", userID, address)
 	}
-	return User{ID: u.ID, Type: u.UserType}, nil
+	return User{ID: u.ID, Type: u.UserType, PendingAcceptance: u.ExternalUserState == pending}, nil
 }
+
+// pending is Graph's externalUserState of a guest who has not redeemed.
+const pending = "PendingAcceptance"
 
 func mismatch(format string, args ...any) error {
 	return failure.Permanent(failure.IdentityMismatch, fmt.Errorf(format+
