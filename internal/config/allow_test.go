@@ -93,3 +93,20 @@ func TestAllowListsFromTheEnvironment(t *testing.T) {
 		t.Error("a non-boolean allowMembers was accepted")
 	}
 }
+
+func TestURLErrorsHideCredentials(t *testing.T) {
+	c := Config{
+		Tenant: Tenant{ID: "t", GraphURL: "https://admin:hunter2@graph.example", AuthorityHost: "http://admin:hunter2@login.example/"},
+		Notify: Notify{Sender: "s@contoso.example"},
+		Instances: map[string]Instance{"sales": {
+			URL: "https://admin:hunter2@sales.example:bad", License: "L", Roles: []string{"R"},
+		}},
+	}
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("validation error shows the password: %v", err)
+	}
+	if !strings.Contains(err.Error(), "tenant.graphURL") || !strings.Contains(err.Error(), "has credentials") {
+		t.Errorf("validation error does not name the problem: %v", err)
+	}
+}

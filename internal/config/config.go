@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/guestflow/guestflow/internal/textsafe"
 )
 
 // Config is the whole guestflow.yaml.
@@ -259,13 +261,18 @@ func (c Config) InstanceNames() []string {
 	return names
 }
 
+// httpsURL checks s; its errors show s with any credentials redacted, since
+// they end up in logs.
 func httpsURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return err
+		return textsafe.URLError(err)
 	}
 	if u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute https URL", s)
+		return fmt.Errorf("%q is not an absolute https URL", textsafe.URL(s))
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q has credentials in it; Microsoft endpoints take none, and secrets never go in the configuration", textsafe.URL(s))
 	}
 	return nil
 }
