@@ -52,6 +52,17 @@ const (
 	Transient = "transient"
 )
 
+// Reasons lists every reason code above, in the order of the const block.
+// docs/dead-letters.md has one table row per entry; docs_test.go keeps the
+// three (constants, this list, the table) in step.
+var Reasons = []string{
+	InvalidEvent, UnknownInstance, UnknownSKU, NoLicenseSeats, UnknownRole,
+	UnknownGroup, UserNotSynced, Throttled, GraphError, DataverseError,
+	AttemptsExhausted, AuthFailed, ReplicationLag, RoleNotAllowed,
+	LicenseNotAllowed, RedirectNotAllowed, MemberNotAllowed, IdentityMismatch,
+	OnboardingIDReused, Transient,
+}
+
 // Error is a failure a step has classified itself.
 type Error struct {
 	Reason    string
