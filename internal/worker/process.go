@@ -2,10 +2,12 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -22,6 +24,9 @@ type runner struct {
 	o      Options
 	log    *slog.Logger
 	leases *leases
+	// ackWaitNs is the consumer's AckWait (see ensureConsumer), which
+	// may differ from o.AckWait.
+	ackWaitNs atomic.Int64
 }
 
 // process handles one delivery. Every path ends in exactly one of: ack after
@@ -37,11 +42,13 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	d := delivery{msg: msg, meta: meta}
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
-		d.onboardingID = events.PeekOnboardingID(msg.Headers(), msg.Data())
-		_ = w.deadLetter(ctx, d, failure.Verdict{Reason: failure.InvalidEvent}, err)
+		d.onboardingID = clip(events.PeekOnboardingID(msg.Headers(), msg.Data()), MaxHeaderValue)
+		w.giveUp(ctx, d, nil, 0, failure.Verdict{Reason: failure.InvalidEvent}, err)
 		return
 	}
-	d.onboardingID = events.OnboardingID(ev)
+	// Bounded once, here: the id goes into every log line and the dead
+	// letter, and the input's publisher chose its length.
+	d.onboardingID = clip(events.OnboardingID(ev), MaxHeaderValue)
 	log := w.log.With("onboardingid", d.onboardingID, "attempt", meta.NumDelivered)
 
 	ls, ok, err := w.leases.acquire(ctx, w.step.Name+"."+strconv.FormatUint(meta.Sequence.Stream, 10))
@@ -52,7 +59,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	if !ok {
 		log.Info("another delivery of this input is still at work; looking again after AckWait")
-		w.nak(d, log, w.o.AckWait)
+		w.nak(d, log, w.ackWait())
 		return
 	}
 	// Lease writes outlive a shutdown: a lease left held would keep the
@@ -95,7 +102,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event, ls *lease) (*event.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.o.StepTimeout)
 	defer cancel()
-	tick := time.NewTicker(w.o.AckWait / 3)
+	tick := time.NewTicker(w.ackWait() / 3)
 	defer tick.Stop()
 	type result struct {
 		next *event.Event
@@ -141,7 +148,16 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 	}
 	m := &nats.Msg{Subject: subject, Header: nats.Header(header), Data: body}
 	m.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
-	_, err = w.js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID()), jetstream.WithExpectStream(Stream))
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.ID()), jetstream.WithExpectStream(Stream)}
+	_, err = w.js.PublishMsg(ctx, m, opts...)
+	if missing(err) {
+		// No stream stored it; publishing again under the same id cannot
+		// store it twice.
+		if rerr := w.restore(ctx, Stream); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		_, err = w.js.PublishMsg(ctx, m, opts...)
+	}
 	return err
 }
 
@@ -171,7 +187,7 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logg
 			if delay <= 0 {
 				delay = w.o.Backoff(max(failures, 1))
 			}
-			log.Info("step failed; retrying", "reason", v.Reason, "status", v.Status, "delay", delay, "err", err)
+			log.Info("step failed; retrying", "reason", v.Reason, "status", v.Status, "delay", delay, "err", clipErr(err))
 			// The lease first: a redelivery that came before it would
 			// find the lease live and wait a whole AckWait.
 			if throttled {
@@ -189,18 +205,6 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logg
 			failures, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
 	}
 	w.giveUp(ctx, d, ls, failures, v, err)
-}
-
-// giveUp dead-letters a leased input and ends its lease: gone with the
-// dead letter, or kept with the failures when the dead letter could not be
-// stored and the input comes back.
-func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int, v failure.Verdict, err error) {
-	lctx := context.WithoutCancel(ctx)
-	if w.deadLetter(ctx, d, v, err) {
-		w.leases.release(lctx, ls)
-		return
-	}
-	w.leases.failed(lctx, ls, failures)
 }
 
 func (w *runner) nak(d delivery, log *slog.Logger, delay time.Duration) {

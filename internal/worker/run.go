@@ -32,8 +32,16 @@ type Options struct {
 	// Backoff gives the redelivery delay after a failed attempt when the
 	// service did not name one with Retry-After.
 	Backoff func(attempt int) time.Duration
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// DeadLetterTries is how many times, across deliveries, an input's
+	// dead letter may fail to be stored before the input is terminated
+	// without one (logged at Error, counted in Stats.Abandoned): a dead
+	// letter the DLQ keeps refusing would otherwise bring its input back
+	// for ever.
+	DeadLetterTries int
+	// Stats is where the worker counts; nil means DefaultStats.
+	Stats  *Stats
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Contract defaults.
@@ -47,6 +55,10 @@ const (
 	// span about four minutes.
 	DefaultBackoffInitial = 500 * time.Millisecond
 	DefaultBackoffMax     = 2 * time.Minute
+	// DefaultDeadLetterTries rides out a DLQ stream that is briefly
+	// unavailable (a leader election, a restart) without retrying one that
+	// refuses the dead letter for good.
+	DefaultDeadLetterTries = 5
 )
 
 // SetDefaults fills zero fields.
@@ -69,6 +81,12 @@ func (o *Options) SetDefaults() {
 	if o.Backoff == nil {
 		o.Backoff = Backoff(DefaultBackoffInitial, DefaultBackoffMax)
 	}
+	if o.DeadLetterTries <= 0 {
+		o.DeadLetterTries = DefaultDeadLetterTries
+	}
+	if o.Stats == nil {
+		o.Stats = DefaultStats
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -79,31 +97,56 @@ func (o *Options) SetDefaults() {
 
 // Run consumes step.Subject with the durable consumer step.Name until ctx
 // is cancelled, then lets in-flight messages finish. It creates the streams
-// and the consumer first.
+// and the consumer first (see ensureConsumer for a consumer that exists
+// with other settings), and creates them again should they be deleted
+// while it runs.
 func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
 	o.SetDefaults()
 	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
 		return stopped(ctx, err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, Stream, jetstream.ConsumerConfig{
-		Durable:       step.Name,
-		Description:   "guestflow " + step.Name + " step",
-		FilterSubject: step.Subject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       o.AckWait,
-		// The runtime, not the server, decides when to give up, so that
-		// nothing is dropped silently: it dead-letters instead.
-		MaxDeliver:    -1,
-		MaxAckPending: 4 * o.Concurrency,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return stopped(ctx, fmt.Errorf("consumer %s: %w", step.Name, err))
-	}
-	ls, err := openLeases(ctx, js, o.AckWait, o.Now)
+	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name)}
+	cons, _, err := w.ensureConsumer(ctx)
 	if err != nil {
 		return stopped(ctx, err)
 	}
+	ls, err := openLeases(ctx, js, w.ackWait(), o.Now)
+	if err != nil {
+		return stopped(ctx, err)
+	}
+	ls.recreated = w.recreated
+	w.leases = ls
+	w.log.Info("worker started", "subject", step.Subject, "ackwait", w.ackWait())
+	sem := make(chan struct{}, o.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		began := time.Now()
+		err := w.consume(ctx, cons, sem, &wg)
+		if ctx.Err() != nil {
+			w.log.Info("worker stopped")
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrConnectionClosed) {
+			return fmt.Errorf("consume %s: %w", step.Name, err)
+		}
+		w.log.Warn("the consumer is gone; creating it again", "err", err)
+		if time.Since(began) < time.Second {
+			// A consumer that fails at once (a pull the server rejects)
+			// must not turn this into a busy loop.
+			if !sleep(ctx, time.Second) {
+				return nil
+			}
+		}
+		if cons, err = w.reopen(ctx); err != nil {
+			return stopped(ctx, err)
+		}
+	}
+}
+
+// consume pulls from cons until ctx ends or the consumer is gone, running
+// each message in its own goroutine, at most o.Concurrency at once.
+func (w *runner) consume(ctx context.Context, cons jetstream.Consumer, sem chan struct{}, wg *sync.WaitGroup) error {
 	// The client buffers what it pulls, and a buffered message is already
 	// on the AckWait clock without anyone sending in-progress acks for it:
 	// buffer one message at a time, and pull only when a slot is free, so
@@ -111,23 +154,17 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	// another worker while it is still here.
 	iter, err := cons.Messages(jetstream.PullMaxMessages(1))
 	if err != nil {
-		return stopped(ctx, fmt.Errorf("consume %s: %w", step.Name, err))
+		return fmt.Errorf("consume %s: %w", w.step.Name, err)
 	}
-	go func() { <-ctx.Done(); iter.Stop() }()
-
-	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name), leases: ls}
-	w.log.Info("worker started", "subject", step.Subject)
-	sem := make(chan struct{}, o.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer iter.Stop()
+	defer context.AfterFunc(ctx, iter.Stop)()
 	for {
 		sem <- struct{}{}
 		msg, err := iter.Next()
 		if err != nil {
 			<-sem
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				w.log.Info("worker stopped")
-				return nil
+			if ctx.Err() != nil || w.gone(ctx, err) {
+				return err
 			}
 			w.log.Warn("pull failed", "err", err)
 			continue
@@ -139,6 +176,63 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 			// shutdown would only turn a nearly done step into a retry.
 			w.process(context.WithoutCancel(ctx), msg)
 		}()
+	}
+}
+
+// gone reports whether a pull error means the iterator will deliver
+// nothing more. A deleted consumer (or its stream) ends the iterator with
+// ErrConsumerDeleted; one deleted while this worker was disconnected is
+// only noticed by missing heartbeats, after which the consumer is looked
+// up.
+func (w *runner) gone(ctx context.Context, err error) bool {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrMsgIteratorClosed),
+		errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrBadRequest):
+		return true
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		_, err := w.js.Consumer(ctx, Stream, w.step.Name)
+		return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+	}
+	return false
+}
+
+// reopen creates the stream and the consumer again, waiting out a broker
+// that cannot be reached, until ctx ends. A consumer that someone else
+// re-created with another filter stops the worker, as at start.
+func (w *runner) reopen(ctx context.Context) (jetstream.Consumer, error) {
+	for {
+		err := w.restore(ctx, Stream)
+		if err == nil {
+			var cons jetstream.Consumer
+			var created bool
+			cons, created, err = w.ensureConsumer(ctx)
+			if err == nil {
+				if created {
+					w.recreated("consumer " + w.step.Name)
+				}
+				return cons, nil
+			}
+			var conflict *conflictError
+			if errors.As(err, &conflict) {
+				return nil, err
+			}
+		}
+		w.log.Warn("creating the consumer again failed; trying again in a second", "err", err)
+		if !sleep(ctx, time.Second) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// sleep waits d, or reports false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -36,10 +36,19 @@ type StreamOptions struct {
 // EnsureStreams creates or updates both streams. It is idempotent so that
 // every worker can call it at start without coordination.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, cfg := range streamConfigs(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+func streamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	if o.MaxAge == 0 {
 		o.MaxAge = DefaultMaxAge
 	}
-	for _, cfg := range []jetstream.StreamConfig{{
+	return []jetstream.StreamConfig{{
 		Name:        Stream,
 		Description: "guestflow onboarding events",
 		Subjects:    []string{StreamSubjects},
@@ -55,10 +64,5 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.DLQMaxAge,
 		Duplicates:  DuplicateWindow,
-	}} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("stream %s: %w", cfg.Name, err)
-		}
-	}
-	return nil
+	}}
 }

@@ -1,0 +1,28 @@
+package worker
+
+import "sync/atomic"
+
+// Stats counts what the runtime did that an operator has to hear about
+// even when nobody reads the logs. Every counter only grows and is safe to
+// read at any time, so a metrics endpoint can export them as counters
+// as they are; they live here, in one place, so that it finds them all.
+type Stats struct {
+	// Abandoned counts inputs terminated without a dead letter, because
+	// GUESTFLOW_DLQ refused theirs DeadLetterTries times. Each is an
+	// onboarding that stopped with nothing to replay: it is left only in
+	// the worker's Error log and, by its sequence, in the GUESTFLOW stream.
+	// Anything above zero needs a person.
+	Abandoned atomic.Uint64
+	// Truncated counts dead letters stored with a shortened body because
+	// the whole input would not fit the broker's max payload beside the
+	// dead-letter headers.
+	Truncated atomic.Uint64
+	// Recreated counts streams, buckets and consumers the runtime found
+	// deleted under it and created again.
+	Recreated atomic.Uint64
+}
+
+// DefaultStats is where a worker counts unless Options.Stats names another
+// Stats, so that a process exporting metrics has one place to read,
+// whatever steps it runs.
+var DefaultStats = new(Stats)
