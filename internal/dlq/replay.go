@@ -4,8 +4,11 @@ package dlq
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -45,6 +48,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	if m.Header.Get(worker.HeaderBodyTruncated) != "" {
+		if out.Data, err = wholeBody(ctx, js, m); err != nil {
+			return fmt.Errorf("dlq: dead letter %d: %w", seq, err)
+		}
+	}
 	if _, err := js.PublishMsg(ctx, out, jetstream.WithMsgID(ReplayID(m)), jetstream.WithExpectStream(worker.Stream)); err != nil {
 		return fmt.Errorf("dlq: republishing dead letter %d to %s: %w", seq, textsafe.Escape(out.Subject), err)
 	}
@@ -70,6 +78,31 @@ func ReplayID(m *jetstream.RawStreamMsg) string {
 // only in the text of the error, the server's "no message found".
 func isGone(err error) bool {
 	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
+}
+
+// wholeBody recovers the body of a dead letter that keeps only its start
+// (its input did not fit the broker's max payload beside the dead-letter
+// headers): the input itself, which the event stream keeps until MaxAge,
+// checked against the SHA-256 the dead letter recorded. Replaying the
+// start alone would only fail again as an invalid event.
+func wholeBody(ctx context.Context, js jetstream.JetStream, m *jetstream.RawStreamMsg) ([]byte, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(worker.HeaderOriginalSequence), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("its body was truncated and it names no %s to recover it from", worker.HeaderOriginalSequence)
+	}
+	s, err := js.Stream(ctx, worker.Stream)
+	if err != nil {
+		return nil, err
+	}
+	in, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, fmt.Errorf("its body was truncated, and its input (message %d of %s) cannot be read, perhaps aged out: %w", seq, worker.Stream, err)
+	}
+	sum := sha256.Sum256(in.Data)
+	if !strings.EqualFold(hex.EncodeToString(sum[:]), m.Header.Get(worker.HeaderOriginalSHA256)) {
+		return nil, fmt.Errorf("its body was truncated, and message %d of %s is not its input (SHA-256 differs; was the stream re-created?)", seq, worker.Stream)
+	}
+	return in.Data, nil
 }
 
 // Republished is the message a replay of dead letter m publishes.

@@ -94,7 +94,8 @@ func WriteJSON(w io.Writer, ls []Letter) error {
 var headerOrder = []string{
 	worker.HeaderStep, worker.HeaderReason, worker.HeaderError, worker.HeaderAttempts,
 	worker.HeaderOriginalSubject, worker.HeaderFailedAt, worker.HeaderHTTPStatus,
-	worker.HeaderRequestID, worker.HeaderOnboardingID,
+	worker.HeaderRequestID, worker.HeaderOnboardingID, worker.HeaderOriginalSequence,
+	worker.HeaderBodyTruncated, worker.HeaderOriginalSHA256, worker.HeaderHeadersDropped,
 }
 
 // WriteDetails writes every header and the pretty-printed body of each dead
