@@ -84,7 +84,9 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 		return nil, failure.Permanent(failure.OnboardingIDReused, fmt.Errorf(
 			"onboarding id %s already belongs to another address; publish this person's joined event with a new id (nothing of the other onboarding was changed)", onboarding))
 	}
-	if !done || u.Inviting {
+	// No user yet: never looked up, interrupted while inviting, or an
+	// invitation Graph refused.
+	if !done || u.Inviting || u.UserID == "" {
 		if u, err = h.ensureUser(ctx, onboarding, j, inst, u); err != nil {
 			return nil, err
 		}
@@ -133,7 +135,8 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 // The memo is written twice around the invitation so that a retry never
 // invites twice: "inviting" just before it, the result as soon as it
 // succeeded, before anything else can fail. A worker that dies in between
-// leaves "inviting" behind; a guest found behind the address afterwards is
+// leaves "inviting" behind (an invitation Graph answered with an error
+// clears it); a guest found behind the address afterwards is
 // that invitation's, and is used as it is (its redemption link is lost, as
 // Graph returns it once, and the instance URL redeems instead). While no
 // guest is found yet the invitation may still be replicating, so the step
@@ -158,9 +161,14 @@ func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Jo
 	}
 	if last.Inviting {
 		if since := h.now().Sub(last.InvitingAt); since < readableWithin {
-			return found{}, failure.Retry(failure.ReplicationLag, fmt.Errorf(
-				"an earlier attempt was inviting %s %s ago and no user is readable yet; waiting for directory replication before inviting again",
-				j.Email, since.Round(time.Second)), 0)
+			// A wait, not a failure: bounded by a deadline rather than
+			// by attempts, and looked at again when the window ends.
+			return found{}, &failure.Error{
+				Reason: failure.ReplicationLag, Deadline: readableWithin + waitDeadline,
+				After: min(readableWithin-since, 10*time.Second),
+				Err: fmt.Errorf("an earlier attempt was inviting %s %s ago with no answer, and no user is readable yet; waiting for directory replication before inviting again",
+					j.Email, since.Round(time.Second)),
+			}
 		}
 	}
 	if err := h.memo.Put(ctx, Name, onboarding, found{Email: j.Email, Inviting: true, InvitingAt: h.now().UTC()}); err != nil {
@@ -168,6 +176,15 @@ func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Jo
 	}
 	inv, err := h.dir.Invite(ctx, j.Email, j.DisplayName, j.RedirectURL)
 	if err != nil {
+		if v := failure.Classify(err); v.Status != 0 || v.Reason == failure.Throttled {
+			// Graph answered with an error, or the shared budget kept
+			// the call from being made: no invitation to wait for. (A
+			// 5xx that created one anyway only makes the retry find
+			// the guest and take them as existing.)
+			if perr := h.memo.Put(ctx, Name, onboarding, found{Email: j.Email}); perr != nil {
+				return found{}, perr
+			}
+		}
 		return found{}, err
 	}
 	// The user principal name is read afterwards (the caller does), since
@@ -180,6 +197,10 @@ func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Jo
 // waits for the invited guest to become readable before it concludes the
 // invitation was never sent. Directory replication takes seconds.
 const readableWithin = time.Minute
+
+// waitDeadline bounds how long after its publish an input may keep waiting
+// for an interrupted invitation to become readable.
+const waitDeadline = 15 * time.Minute
 
 // addToGroup adds the user to the instance's security group, which Dynamics
 // 365 uses to decide who may sync into the environment. Graph answers 404

@@ -20,6 +20,7 @@ type tenant struct {
 	invitations int
 	calls       int // every call, reads included
 	groupAdds   int
+	inviteErr   error // the answer to the next invitation, once
 }
 
 func (d *tenant) FindUserByMail(_ context.Context, address string) ([]directory.User, error) {
@@ -45,6 +46,10 @@ func (d *tenant) GetUser(_ context.Context, id string) (directory.User, error) {
 
 func (d *tenant) Invite(_ context.Context, email, _, _ string) (directory.Invitation, error) {
 	d.calls++
+	if err := d.inviteErr; err != nil {
+		d.inviteErr = nil
+		return directory.Invitation{}, err
+	}
 	d.invitations++
 	users, _ := d.FindUserByMail(context.Background(), email)
 	if len(users) == 0 {
@@ -286,5 +291,21 @@ func TestAnOnboardingIDBelongsToOneAddress(t *testing.T) {
 	}
 	if first.UserID != "guest-1" {
 		t.Errorf("first onboarding: %+v", first)
+	}
+}
+
+func TestAnInvitationGraphRefusedIsRetriedAtOnce(t *testing.T) {
+	dir := &tenant{inviteErr: &failure.Remote{Service: "graph", Op: "invite", Status: 503}}
+	m := &memo{kept: map[string][]byte{}}
+	if _, err := handle(t, New(dir, m, instances)); err == nil {
+		t.Fatal("the refused invitation did not fail the attempt")
+	}
+	// Graph answered: nothing to wait for, the retry invites.
+	out, err := handle(t, New(dir, m, instances))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir.invitations != 1 || out.UserID != "guest-1" {
+		t.Errorf("%d invitations, %+v", dir.invitations, out)
 	}
 }
