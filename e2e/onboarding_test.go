@@ -16,7 +16,7 @@ import (
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
-// Inspection API shapes (contract §7).
+// Inspection API shapes (docs/emulator.md).
 type (
 	simUser struct {
 		ID                string   `json:"id"`

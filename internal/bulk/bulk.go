@@ -1,4 +1,4 @@
-// Package bulk reads the Azure portal's bulk-invite CSV template (contract §5)
+// Package bulk reads the Azure portal's bulk-invite CSV template (docs/cli.md)
 // into validated joined data, one Row per data row, and writes the per-row
 // result file. It knows nothing about NATS: `guestflow import` publishes the
 // valid rows and records what happened to each.

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// ResultHeader is the result file's header (contract §5).
+// ResultHeader is the result file's header (docs/cli.md).
 var ResultHeader = []string{"line", "email", "status", "onboardingid", "error"}
 
 // WriteResults writes the result file: one row per data row, in the order

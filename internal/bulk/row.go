@@ -23,7 +23,7 @@ var flagOf = map[string]string{
 }
 
 // joined turns one data record into validated joined data. Every rule of
-// contract §2 is events.ParseJoined's; this function only maps cells to
+// docs/events.md is events.ParseJoined's; this function only maps cells to
 // fields, fills defaults and rewords what a CSV author would not understand
 // ("email is required" becomes "the [inviteeEmail] cell is empty").
 func (h header) joined(record []string, o Options) (events.Joined, Problems) {

@@ -1,4 +1,4 @@
-// Package config is guestflow's configuration file (contract §6): its shape,
+// Package config is guestflow's configuration file (docs/configuration.md): its shape,
 // defaults, validation and GUESTFLOW_… environment overrides. Only main reads
 // it; every other package receives the values it needs.
 package config

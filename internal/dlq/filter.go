@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Steps are the steps that dead-letter, in flow order (contract §1).
+// Steps are the steps that dead-letter, in flow order (docs/events.md).
 var Steps = []string{"invite", "license", "role", "notify"}
 
 // Filter selects dead letters. Every set field must match; a list matches

@@ -12,7 +12,7 @@ import (
 )
 
 // Letter is one dead letter as GUESTFLOW_DLQ stores it, with the contract's
-// Guestflow-… headers (§4) read into fields. Header and Data are the stored
+// Guestflow-… headers (docs/dead-letters.md) read into fields. Header and Data are the stored
 // message, untouched.
 type Letter struct {
 	Seq     uint64

@@ -1,4 +1,4 @@
-// Package dlq reads and replays dead letters (contract §4). The CLI's
+// Package dlq reads and replays dead letters (docs/dead-letters.md). The CLI's
 // `guestflow dlq` commands and the tests share it.
 package dlq
 

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Reason codes of the Guestflow-Reason dead-letter header (contract §4).
+// Reason codes of the Guestflow-Reason dead-letter header (docs/dead-letters.md).
 // They are stable: operators filter on them and alerts match them.
 const (
 	InvalidEvent    = "invalid_event"

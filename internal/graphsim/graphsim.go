@@ -1,4 +1,4 @@
-// Package graphsim is guestflow's dev emulator (contract §7): a real HTTPS
+// Package graphsim is guestflow's dev emulator (docs/emulator.md): a real HTTPS
 // server that issues Entra ID tokens and answers the Microsoft Graph v1.0 and
 // Dataverse Web API calls guestflow makes, with state, Microsoft's status
 // codes, error bodies and preconditions, budgets that answer 429 with
@@ -22,7 +22,7 @@ import (
 	"time"
 )
 
-// Defaults of the one tenant and app the emulator accepts (contract §7).
+// Defaults of the one tenant and app the emulator accepts (docs/emulator.md).
 const (
 	DefaultTenantID     = "6a1b2c3d-0000-4000-8000-00000000d365"
 	DefaultClientID     = "guestflow-dev"

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// This file is the inspection API (contract §7): plain JSON without
+// This file is the inspection API (docs/emulator.md): plain JSON without
 // authentication, for tests and people, plus the same data as Go methods.
 // Field names are the contract's; do not rename them.
 

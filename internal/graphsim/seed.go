@@ -92,7 +92,7 @@ func (in *instance) role(id string) *role {
 	return nil
 }
 
-// seedInstances builds sales, service and legacy (contract §7). Every
+// seedInstances builds sales, service and legacy (docs/emulator.md). Every
 // environment has a root and a child business unit carrying the same role
 // names under different ids, as Dataverse copies roles into each business
 // unit; a client that resolves a role without its business unit picks the

@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// Stats is GET /_sim/stats (contract §7).
+// Stats is GET /_sim/stats (docs/emulator.md).
 type Stats struct {
 	// Requests counts Graph and Dataverse API calls, not token or /_sim calls.
 	Requests int            `json:"requests"`

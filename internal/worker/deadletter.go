@@ -15,7 +15,7 @@ import (
 	"github.com/guestflow/guestflow/internal/failure"
 )
 
-// Dead-letter headers (contract §4).
+// Dead-letter headers (docs/dead-letters.md).
 const (
 	HeaderStep            = "Guestflow-Step"
 	HeaderReason          = "Guestflow-Reason"

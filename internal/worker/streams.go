@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream names and the subjects they hold (contract §3).
+// Stream names and the subjects they hold (docs/streams.md).
 const (
 	Stream         = "GUESTFLOW"
 	StreamSubjects = "guestflow.user.>"

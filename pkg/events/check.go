@@ -8,7 +8,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 )
 
-// event checks w against contract §2 and builds the event. wantType is the
+// event checks w against docs/events.md and builds the event. wantType is the
 // type that subject carries: a type on the wrong subject would be consumed by
 // the wrong step.
 func (w wire) event(subject, wantType string) (event.Event, error) {

@@ -14,7 +14,7 @@ import (
 const MaxJoinedSize = 64 << 10
 
 // Decode turns a NATS message into a CloudEvent and checks it against
-// contract §2. A message is in binary mode exactly when it has a
+// docs/events.md. A message is in binary mode exactly when it has a
 // ce-specversion header; otherwise its body must be a structured event. The
 // type must be the one its subject carries, so a step never acts on an event
 // meant for another. Unknown extensions are kept so they can be carried

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits from contract §2. Graph caps names at 64 and display names at 256;
+// Limits from docs/events.md. Graph caps names at 64 and display names at 256;
 // the others keep one event well inside the 64 KiB message limit.
 const (
 	maxName        = 64

@@ -9,7 +9,7 @@ import (
 )
 
 // ParseJoined decodes the data of a joined event and applies every rule of
-// contract §2 that needs no configuration: whether the instance exists and the
+// docs/events.md that needs no configuration: whether the instance exists and the
 // instance's defaults are the caller's business (see ApplyDefaults). It
 // returns the normalised value later events carry: strings trimmed of Unicode
 // white space, email lower-cased, usageLocation upper-cased, displayName
