@@ -86,7 +86,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	}
 	// No user yet: never looked up, interrupted while inviting, or an
 	// invitation Graph refused.
-	if !done || u.Inviting || u.UserID == "" {
+	if u.UserID == "" || u.Inviting {
 		if u, err = h.ensureUser(ctx, onboarding, j, inst, u); err != nil {
 			return nil, err
 		}
