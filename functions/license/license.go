@@ -17,7 +17,6 @@ import (
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/identity"
-	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -32,22 +31,22 @@ type Directory interface {
 	AssignLicense(ctx context.Context, userID, skuID string) error
 }
 
-// Verifier confirms that an event's user is the one its onboarding found.
+// Verifier admits an event: its instance, what it asks for and its user
+// (identity.Verifier).
 type Verifier interface {
-	Verify(ctx context.Context, onboardingID, address, userID string) (identity.User, error)
+	Admit(ctx context.Context, onboardingID string, d events.Invited) (config.Instance, identity.User, error)
 }
 
 // Handler is the license step.
 type Handler struct {
-	dir       Directory
-	verify    Verifier
-	instances map[string]config.Instance
-	now       func() time.Time
+	dir    Directory
+	verify Verifier
+	now    func() time.Time
 }
 
 // New returns the step.
-func New(dir Directory, verify Verifier, instances map[string]config.Instance) *Handler {
-	return &Handler{dir: dir, verify: verify, instances: instances, now: time.Now}
+func New(dir Directory, verify Verifier) *Handler {
+	return &Handler{dir: dir, verify: verify, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.invited.v1 and emits
@@ -57,24 +56,13 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err := in.DataAs(&d); err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("invited event data: %w", err))
 	}
-	inst, err := policy.Instance(h.instances, d.Instance)
+	_, u, err := h.verify.Admit(ctx, events.OnboardingID(in), d)
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
-		return nil, err
-	}
-	u, err := h.verify.Verify(ctx, events.OnboardingID(in), d.Email, d.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if u.Type == "Member" {
-		// A member's profile is the organisation's own identity
-		// source's: only the license is added.
-		if err := policy.Member(d.Instance, inst, d.Email); err != nil {
-			return nil, err
-		}
-	} else {
+	// A member's profile is the organisation's own identity source's:
+	// only the license is added.
+	if u.Type == "Guest" {
 		err := h.dir.UpdateProfile(ctx, d.UserID, directory.Profile{
 			GivenName: d.GivenName, Surname: d.Surname, DisplayName: d.DisplayName, UsageLocation: d.UsageLocation,
 		})

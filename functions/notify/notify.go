@@ -16,7 +16,6 @@ import (
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/identity"
-	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -36,9 +35,10 @@ type Memo interface {
 	Put(ctx context.Context, step, onboardingID string, v any) error
 }
 
-// Verifier confirms that an event's user is the one its onboarding found.
+// Verifier admits an event: its instance, what it asks for and its user
+// (identity.Verifier).
 type Verifier interface {
-	Verify(ctx context.Context, onboardingID, address, userID string) (identity.User, error)
+	Admit(ctx context.Context, onboardingID string, d events.Invited) (config.Instance, identity.User, error)
 }
 
 // sent is the memo of one mail. To is the address mailed: the same
@@ -55,7 +55,6 @@ type Handler struct {
 	verify    Verifier
 	sender    string
 	authority string // the tenant's sign-in host; redeem links live there
-	instances map[string]config.Instance
 	now       func() time.Time
 }
 
@@ -66,8 +65,6 @@ type Options struct {
 	// AuthorityHost is the tenant's sign-in endpoint (tenant.authorityHost):
 	// the only host an invitation redemption link may point at.
 	AuthorityHost string
-	// Instances give the URL the guest signs in at.
-	Instances map[string]config.Instance
 }
 
 // New returns the step.
@@ -76,7 +73,7 @@ func New(mail Mailer, memo Memo, verify Verifier, o Options) *Handler {
 	if u, err := url.Parse(o.AuthorityHost); err == nil {
 		host = strings.ToLower(u.Host)
 	}
-	return &Handler{mail: mail, memo: memo, verify: verify, sender: o.Sender, authority: host, instances: o.Instances, now: time.Now}
+	return &Handler{mail: mail, memo: memo, verify: verify, sender: o.Sender, authority: host, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.role_assigned.v1 and emits
@@ -86,15 +83,8 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err := in.DataAs(&d); err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("role_assigned event data: %w", err))
 	}
-	inst, err := policy.Instance(h.instances, d.Instance)
-	if err != nil {
-		return nil, err
-	}
-	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
-		return nil, err
-	}
 	onboarding := events.OnboardingID(in)
-	u, err := h.verify.Verify(ctx, onboarding, d.Email, d.UserID)
+	inst, u, err := h.verify.Admit(ctx, onboarding, d.Invited)
 	if err != nil {
 		return nil, err
 	}

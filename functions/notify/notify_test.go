@@ -74,8 +74,8 @@ func recorded() memLog {
 
 // step is the notify step on log, with no directory users unless given.
 func step(box *outbox, log memLog, users ...directory.User) *notify.Handler {
-	return notify.New(box, log, identity.New(log, directoryOf(users)), notify.Options{
-		Sender: "onboarding@contoso.com", AuthorityHost: "https://login.example/", Instances: instances(),
+	return notify.New(box, log, identity.New(log, directoryOf(users), instances()), notify.Options{
+		Sender: "onboarding@contoso.com", AuthorityHost: "https://login.example/",
 	})
 }
 

@@ -19,7 +19,6 @@ import (
 	"github.com/guestflow/guestflow/internal/dataverse"
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/identity"
-	"github.com/guestflow/guestflow/internal/policy"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -41,16 +40,16 @@ type Dataverse interface {
 	ForceSync(ctx context.Context, powerPlatformURL, environmentID, objectID string) error
 }
 
-// Verifier confirms that an event's user is the one its onboarding found.
+// Verifier admits an event: its instance, what it asks for and its user
+// (identity.Verifier).
 type Verifier interface {
-	Verify(ctx context.Context, onboardingID, address, userID string) (identity.User, error)
+	Admit(ctx context.Context, onboardingID string, d events.Invited) (config.Instance, identity.User, error)
 }
 
 // Handler is the role step.
 type Handler struct {
 	dv            Dataverse
 	verify        Verifier
-	instances     map[string]config.Instance
 	powerPlatform string
 	syncDeadline  time.Duration
 	now           func() time.Time
@@ -59,11 +58,11 @@ type Handler struct {
 // New returns the step. powerPlatformURL is the admin API used to force the
 // sync into instances with an environmentId; syncDeadline 0 means
 // DefaultSyncDeadline.
-func New(dv Dataverse, verify Verifier, instances map[string]config.Instance, powerPlatformURL string, syncDeadline time.Duration) *Handler {
+func New(dv Dataverse, verify Verifier, powerPlatformURL string, syncDeadline time.Duration) *Handler {
 	if syncDeadline <= 0 {
 		syncDeadline = DefaultSyncDeadline
 	}
-	return &Handler{dv: dv, verify: verify, instances: instances, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline, now: time.Now}
+	return &Handler{dv: dv, verify: verify, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.licensed.v1 and emits
@@ -73,21 +72,9 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err := in.DataAs(&d); err != nil {
 		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("licensed event data: %w", err))
 	}
-	inst, err := policy.Instance(h.instances, d.Instance)
+	inst, _, err := h.verify.Admit(ctx, events.OnboardingID(in), d.Invited)
 	if err != nil {
 		return nil, err
-	}
-	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
-		return nil, err
-	}
-	u, err := h.verify.Verify(ctx, events.OnboardingID(in), d.Email, d.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if u.Type == "Member" {
-		if err := policy.Member(d.Instance, inst, d.Email); err != nil {
-			return nil, err
-		}
 	}
 	su, err := h.systemUser(ctx, d.Instance, inst, d.UserID)
 	if err != nil {

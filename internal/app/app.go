@@ -85,18 +85,18 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 		if err != nil {
 			return nil, err
 		}
-		verify := identity.New(m, gc)
+		verify := identity.New(m, gc, cfg.Instances)
 		var s worker.Step
 		switch n {
 		case invite.Name:
 			s = worker.Step{Subject: events.SubjectJoined, Handler: invite.New(gc, m, cfg.Instances)}
 		case license.Name:
-			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc, verify, cfg.Instances)}
+			s = worker.Step{Subject: events.SubjectInvited, Handler: license.New(gc, verify)}
 		case role.Name:
-			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, dvc), verify, cfg.Instances, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
+			s = worker.Step{Subject: events.SubjectLicensed, Handler: role.New(dataverse.New(cred, dvc), verify, cfg.Tenant.PowerPlatformURL, so.SyncDeadline)}
 		case notify.Name:
 			s = worker.Step{Subject: events.SubjectRoleAssigned, Handler: notify.New(gc, m, verify, notify.Options{
-				Sender: cfg.Notify.Sender, AuthorityHost: cfg.Tenant.AuthorityHost, Instances: cfg.Instances,
+				Sender: cfg.Notify.Sender, AuthorityHost: cfg.Tenant.AuthorityHost,
 			})}
 		default:
 			return nil, fmt.Errorf("unknown step %q (steps: invite, license, role, notify, all)", n)

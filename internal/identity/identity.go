@@ -18,8 +18,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/policy"
+	"github.com/guestflow/guestflow/pkg/events"
 )
 
 // Step is the memo step name the invite step keeps its records under.
@@ -65,14 +68,43 @@ type Users interface {
 	GetUser(ctx context.Context, id string) (directory.User, error)
 }
 
-// Verifier checks events' users against the invite step's records.
+// Verifier checks the events of the steps after invite against the
+// configuration and the invite step's records.
 type Verifier struct {
-	memo  Memo
-	users Users
+	memo      Memo
+	users     Users
+	instances map[string]config.Instance
 }
 
 // New returns a Verifier; users is asked only when there is no record.
-func New(memo Memo, users Users) *Verifier { return &Verifier{memo: memo, users: users} }
+func New(memo Memo, users Users, instances map[string]config.Instance) *Verifier {
+	return &Verifier{memo: memo, users: users, instances: instances}
+}
+
+// Admit is what every step after invite checks before it acts on d, since
+// an event can be published on any subject: that its instance is
+// configured, that it asks for nothing the instance's allow-lists do not
+// grant, and that its user is the onboarding's (a member only where the
+// instance takes members). It returns the instance and the verified user.
+func (v *Verifier) Admit(ctx context.Context, onboardingID string, d events.Invited) (config.Instance, User, error) {
+	inst, err := policy.Instance(v.instances, d.Instance)
+	if err != nil {
+		return config.Instance{}, User{}, err
+	}
+	if err := policy.Check(d.Instance, inst, d.Joined); err != nil {
+		return config.Instance{}, User{}, err
+	}
+	u, err := v.Verify(ctx, onboardingID, d.Email, d.UserID)
+	if err != nil {
+		return config.Instance{}, User{}, err
+	}
+	if u.Type != "Guest" {
+		if err := policy.Member(d.Instance, inst, d.Email); err != nil {
+			return config.Instance{}, User{}, err
+		}
+	}
+	return inst, u, nil
+}
 
 // User is a verified user.
 type User struct {
