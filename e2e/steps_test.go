@@ -306,3 +306,42 @@ func TestWrongSecretIsAuthFailed(t *testing.T) {
 		t.Errorf("Guestflow-Http-Status %q, want 401", dl.Header.Get(worker.HeaderHTTPStatus))
 	}
 }
+
+// TestDeterministicFailuresAreDeadLetteredAtOnce drives the failures that
+// fail the same way every time through the whole system: each is
+// dead-lettered on its first attempt, with a reason of its own and an
+// error that names the configuration key to fix, instead of being retried
+// for minutes and ending as attempts_exhausted.
+func TestDeterministicFailuresAreDeadLetteredAtOnce(t *testing.T) {
+	for _, c := range []struct {
+		name, step, reason string
+		configure          func(c *config.Config)
+		errorHas           []string
+	}{
+		{"a business unit that does not exist", "role", failure.UnknownBusinessUnit,
+			func(c *config.Config) { in := c.Instances["sales"]; in.BusinessUnit = "Nowhere"; c.Instances["sales"] = in },
+			[]string{`"Nowhere"`, "instances.sales.businessUnit", "replay"}},
+		{"an environment that does not exist", "role", failure.InvalidConfig,
+			func(c *config.Config) {
+				in := c.Instances["sales"]
+				in.EnvironmentID = uuid.NewString()
+				c.Instances["sales"] = in
+			},
+			[]string{"EnvironmentNotFound", "instances.sales.environmentId", "replay"}},
+		{"a sender without a mailbox", "notify", failure.InvalidConfig,
+			func(c *config.Config) { c.Notify.Sender = "nobody@" + graphsim.TenantDomain },
+			[]string{"ErrorInvalidUser", "notify.sender", "replay"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := start(t, graphsim.Options{SyncDelay: 100 * time.Millisecond}, func(su *setup) {
+				su.configure = func(cfg *config.Config, _ *graphsim.Sim) { c.configure(cfg) }
+			})
+			s.publishJoined("det-1", sales("ana@fabrikam.com"))
+			dl := s.awaitDeadLetter(c.step)
+			checkDeadLetter(t, dl, c.step, c.reason, "det-1", c.errorHas...)
+			if got := dl.Header.Get(worker.HeaderAttempts); got != "1" {
+				t.Errorf("dead-lettered after %s deliveries, want the first", got)
+			}
+		})
+	}
+}

@@ -5,9 +5,7 @@ package invite
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -203,19 +201,14 @@ const readableWithin = time.Minute
 const waitDeadline = 15 * time.Minute
 
 // addToGroup adds the user to the instance's security group, which Dynamics
-// 365 uses to decide who may sync into the environment. Graph answers 404
-// naming the group when the group itself is missing: no retry fixes that.
-// Every other "does not exist" is the new user not replicated yet, which
-// the runtime retries.
+// 365 uses to decide who may sync into the environment. The error names the
+// configuration key, since a group that does not exist (unknown_group) is
+// fixed there.
 func (h *Handler) addToGroup(ctx context.Context, instance, groupID, userID string) error {
-	err := h.dir.AddGroupMember(ctx, groupID, userID)
-	var r *failure.Remote
-	if errors.As(err, &r) && r.Status == 404 && strings.Contains(r.Message, groupID) {
-		return failure.Permanent(failure.UnknownGroup, fmt.Errorf(
-			"security group %s of instance %q does not exist in the tenant; fix instances.%s.securityGroupId, then replay: %w",
-			groupID, instance, instance, err))
+	if err := h.dir.AddGroupMember(ctx, groupID, userID); err != nil {
+		return fmt.Errorf("adding user %s to security group %s (instances.%s.securityGroupId): %w", userID, groupID, instance, err)
 	}
-	return err
+	return nil
 }
 
 // pick prefers a member over a guest when an address matches both, because

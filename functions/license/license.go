@@ -83,12 +83,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 			return nil, noSeats(sku)
 		}
 		if err := h.dir.AssignLicense(ctx, d.UserID, sku.ID); err != nil {
-			// Another onboarding may have taken the last seat between
-			// our read and this write.
-			if strings.Contains(err.Error(), "does not have any available licenses") {
-				return nil, noSeats(sku)
-			}
-			return nil, err
+			return nil, fmt.Errorf("assigning %s to user %s: %w", sku.PartNumber, d.UserID, err)
 		}
 	}
 	out := events.Licensed{Invited: d, SkuID: sku.ID, SkuPartNumber: sku.PartNumber}

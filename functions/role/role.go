@@ -76,11 +76,18 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
-	su, err := h.systemUser(ctx, d.Instance, inst, d.UserID)
+	// The business unit first: a configuration that cannot work must not
+	// wait out the sync before saying so.
+	bu, err := h.dv.BusinessUnit(ctx, inst.URL, inst.BusinessUnit)
 	if err != nil {
 		return nil, err
 	}
-	bu, err := h.dv.BusinessUnit(ctx, inst.URL, inst.BusinessUnit)
+	if bu == "" {
+		return nil, failure.Permanent(failure.UnknownBusinessUnit, fmt.Errorf(
+			"business unit %q of instance %q does not exist in %s; fix instances.%s.businessUnit (empty means the root business unit), then replay",
+			inst.BusinessUnit, d.Instance, inst.URL, d.Instance))
+	}
+	su, err := h.systemUser(ctx, d.Instance, inst, d.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -114,13 +121,13 @@ func (h *Handler) systemUser(ctx context.Context, name string, inst config.Insta
 		return nil, failure.Retry(failure.UserNotSynced, errors.New(notSynced), h.syncDeadline)
 	}
 	if err := h.dv.ForceSync(ctx, h.powerPlatform, inst.EnvironmentID, userID); err != nil {
-		// Power Platform refuses (400/403) while the license or the group
-		// membership has not reached it yet: that is the same wait.
-		var r *failure.Remote
-		if errors.As(err, &r) && (r.Status == 400 || r.Status == 403) {
+		// Power Platform refuses while the license or the group
+		// membership has not reached it, or while it cannot see the
+		// user yet: that is the same wait, bounded by the sync deadline.
+		if k := failure.KindOf(err); k == failure.KindNotSynced || k == failure.KindReplicationLag {
 			return nil, failure.Retry(failure.UserNotSynced, fmt.Errorf("%s; the forced sync said: %w", notSynced, err), h.syncDeadline)
 		}
-		return nil, err
+		return nil, fmt.Errorf("forcing the sync of user %s into environment %s (instances.%s.environmentId): %w", userID, inst.EnvironmentID, name, err)
 	}
 	if su, err = h.dv.FindSystemUser(ctx, inst.URL, userID); err != nil || su != nil {
 		return su, err

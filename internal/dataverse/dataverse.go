@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/wire"
 )
 
 // APIPath is where the Web API lives below an instance URL.
@@ -71,8 +71,8 @@ func (r Role) IsSystemAdministrator() bool {
 // FindSystemUser returns the environment's systemuser for an Entra object
 // id, or nil while the user has not been synced into the environment.
 func (c *Client) FindSystemUser(ctx context.Context, instanceURL, objectID string) (*SystemUser, error) {
-	if _, err := parseGUID(objectID); err != nil {
-		return nil, err
+	if err := wire.GUID(objectID); err != nil {
+		return nil, failure.Malformed("dataverse", "find systemuser", "user id", err)
 	}
 	var res struct{ Value []SystemUser }
 	q := url.Values{
@@ -89,11 +89,11 @@ func (c *Client) FindSystemUser(ctx context.Context, instanceURL, objectID strin
 }
 
 // BusinessUnit returns the id of the business unit called name, or of the
-// root business unit when name is empty.
+// root business unit when name is empty; "" when there is none.
 func (c *Client) BusinessUnit(ctx context.Context, instanceURL, name string) (string, error) {
 	filter := "_parentbusinessunitid_value eq null"
 	if name != "" {
-		filter = "name eq " + Literal(name)
+		filter = "name eq " + wire.Literal(name)
 	}
 	var res struct {
 		Value []struct {
@@ -105,7 +105,7 @@ func (c *Client) BusinessUnit(ctx context.Context, instanceURL, name string) (st
 		return "", err
 	}
 	if len(res.Value) == 0 {
-		return "", fmt.Errorf("dataverse: no business unit %q in %s", name, instanceURL)
+		return "", nil
 	}
 	return res.Value[0].ID, nil
 }
@@ -114,12 +114,12 @@ func (c *Client) BusinessUnit(ctx context.Context, instanceURL, name string) (st
 // Dataverse copies every role into each business unit with a new id, so a
 // role must be looked up in the user's own business unit.
 func (c *Client) FindRole(ctx context.Context, instanceURL, name, bu string) (*Role, error) {
-	if _, err := parseGUID(bu); err != nil {
-		return nil, err
+	if err := wire.GUID(bu); err != nil {
+		return nil, failure.Malformed("dataverse", "find role", "business unit id", err)
 	}
 	var res struct{ Value []Role }
 	q := url.Values{
-		"$filter": {"name eq " + Literal(name) + " and _businessunitid_value eq " + bu},
+		"$filter": {"name eq " + wire.Literal(name) + " and _businessunitid_value eq " + bu},
 		"$select": {"roleid,name,_businessunitid_value,_roletemplateid_value"},
 	}
 	if err := c.do(ctx, "find role", http.MethodGet, instanceURL, "/roles", q, nil, &res); err != nil {
@@ -155,28 +155,6 @@ func (c *Client) AssociateRole(ctx context.Context, instanceURL, userID, roleID 
 func (c *Client) SetInternalEmail(ctx context.Context, instanceURL, userID, email string) error {
 	body := map[string]string{"internalemailaddress": email}
 	return c.do(ctx, "update systemuser email", http.MethodPatch, instanceURL, "/systemusers("+userID+")", nil, body, nil)
-}
-
-// Literal quotes s as an OData string literal.
-func Literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// parseGUID refuses anything but a GUID where the Web API expects one
-// unquoted, so a value can never change the meaning of a $filter.
-func parseGUID(s string) (string, error) {
-	const hex = "0123456789abcdefABCDEF"
-	if len(s) != 36 {
-		return "", fmt.Errorf("dataverse: %q is not a GUID", s)
-	}
-	for i, r := range s {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if r != '-' {
-				return "", fmt.Errorf("dataverse: %q is not a GUID", s)
-			}
-		} else if !strings.ContainsRune(hex, r) {
-			return "", fmt.Errorf("dataverse: %q is not a GUID", s)
-		}
-	}
-	return s, nil
 }
 
 // do sends one Web API request to an environment, with a token for it.
@@ -245,16 +223,11 @@ func (c *Client) call(ctx context.Context, service, op, scope, method, u string,
 
 func remoteError(service, op string, resp *http.Response, raw []byte) error {
 	r := &failure.Remote{
-		Service:   service,
-		Op:        op,
-		Status:    resp.StatusCode,
-		RequestID: resp.Header.Get("x-ms-service-request-id"),
-	}
-	if r.RequestID == "" {
-		r.RequestID = resp.Header.Get("x-ms-correlation-request-id")
-	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-		r.RetryAfter = time.Duration(s) * time.Second
+		Service:    service,
+		Op:         op,
+		Status:     resp.StatusCode,
+		RequestID:  wire.RequestID(resp.Header),
+		RetryAfter: wire.RetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 	}
 	var body struct {
 		Error struct{ Code, Message string }
@@ -264,12 +237,59 @@ func remoteError(service, op string, resp *http.Response, raw []byte) error {
 	} else {
 		r.Message = strings.TrimSpace(string(raw))
 	}
+	if service == "powerplatform" {
+		r.Kind = powerPlatformKind(r)
+	} else {
+		r.Kind = webAPIKind(r)
+	}
 	return r
+}
+
+// webAPIKind is what a Web API answer means: the token (401), the
+// application user's security roles (403), an instance URL that names no
+// organization (404 0x80040217 "Organization … does not exist"; a missing
+// row has the same code and names its table), or a row that is there
+// already (0x80040237, which a repeated role association produces).
+func webAPIKind(r *failure.Remote) failure.Kind {
+	switch {
+	case r.Status == http.StatusUnauthorized:
+		return failure.KindCredentials
+	case r.Status == http.StatusForbidden:
+		return failure.KindPermission
+	case r.Status == http.StatusNotFound && r.Code == "0x80040217" && strings.HasPrefix(r.Message, "Organization "):
+		return failure.KindNotFoundInstance
+	case r.Code == "0x80040237":
+		return failure.KindDuplicate
+	}
+	return failure.KindOther
+}
+
+// powerPlatformKind is what an answer of the admin API's addUser means.
+// It refuses a user whose license or group membership has not reached
+// Power Platform yet, with 403 (or 400 and a code naming the cause), for
+// minutes after the assignment: that is a wait, not a failure. A user it
+// cannot find yet is the same directory lag Graph shows. Only the codes
+// about the request itself, the environment and the token are final.
+func powerPlatformKind(r *failure.Remote) failure.Kind {
+	switch {
+	case r.Status == http.StatusUnauthorized:
+		return failure.KindCredentials
+	case r.Status == http.StatusNotFound && r.Code == "EnvironmentNotFound":
+		return failure.KindNotFoundEnvironment
+	case r.Status == http.StatusNotFound && r.Code == "UserNotFound":
+		return failure.KindReplicationLag
+	case r.Status == http.StatusForbidden:
+		return failure.KindNotSynced
+	case r.Status == http.StatusBadRequest:
+		switch r.Code {
+		case "InvalidRequestContent", "MissingApiVersionParameter", "InvalidApiVersionParameter":
+			return failure.KindOther
+		}
+		return failure.KindNotSynced
+	}
+	return failure.KindOther
 }
 
 // IsDuplicate reports whether err is Dataverse's duplicate-key error, which
 // an association that already exists produces.
-func IsDuplicate(err error) bool {
-	var r *failure.Remote
-	return errors.As(err, &r) && (r.Code == "0x80040237" || strings.Contains(r.Message, "duplicate key"))
-}
+func IsDuplicate(err error) bool { return failure.KindOf(err) == failure.KindDuplicate }

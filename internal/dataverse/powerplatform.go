@@ -3,7 +3,11 @@ package dataverse
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
+
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/wire"
 )
 
 // PowerPlatformScope is the token scope of the Power Platform admin API.
@@ -20,10 +24,10 @@ const powerPlatformAPIVersion = "2020-10-01"
 // refuses while the user does not yet hold a license (or is not in the
 // environment's security group), so a failure here is worth retrying.
 func (c *Client) ForceSync(ctx context.Context, powerPlatformURL, environmentID, objectID string) error {
-	if _, err := parseGUID(objectID); err != nil {
-		return err
+	if err := wire.GUID(objectID); err != nil {
+		return failure.Malformed("powerplatform", "force user sync", "user id", err)
 	}
 	u := strings.TrimSuffix(powerPlatformURL, "/") + "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/" +
-		environmentID + "/addUser?api-version=" + powerPlatformAPIVersion
+		url.PathEscape(environmentID) + "/addUser?api-version=" + powerPlatformAPIVersion
 	return c.call(ctx, "powerplatform", "force user sync", PowerPlatformScope, http.MethodPost, u, map[string]string{"ObjectId": objectID}, nil)
 }

@@ -21,7 +21,7 @@ const docsPath = "../../docs/dead-letters.md"
 // reasonCode is the shape of a Guestflow-Reason value: snake_case ASCII.
 var reasonCode = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
 
-// sourceReasons parses failure.go and returns every string constant whose
+// sourceReasons parses failure.go and returns every untyped string constant whose
 // value looks like a reason code, by constant name. Go cannot list
 // constants at run time, so this is what notices a constant that was added
 // to the source but not to Reasons.
@@ -39,6 +39,9 @@ func sourceReasons(t *testing.T) map[string]string {
 		}
 		for _, spec := range gd.Specs {
 			vs := spec.(*ast.ValueSpec)
+			if vs.Type != nil {
+				continue // typed constants (Kind) are not reason codes
+			}
 			for i, name := range vs.Names {
 				if i >= len(vs.Values) {
 					continue

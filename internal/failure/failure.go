@@ -8,7 +8,6 @@ package failure
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -46,6 +45,18 @@ const (
 	// OnboardingIDReused: an onboarding id already belongs to another
 	// address; a new onboarding needs a new id.
 	OnboardingIDReused = "onboarding_id_reused"
+	// UnknownBusinessUnit: an instance's businessUnit names no business
+	// unit of its environment.
+	UnknownBusinessUnit = "unknown_business_unit"
+	// InvalidConfig: a configured value Microsoft does not know (an
+	// environmentId, an instance URL, the notify sender's mailbox).
+	InvalidConfig = "invalid_config"
+	// PermissionDenied: the app lacks a Graph permission or a Dataverse
+	// security role for a call.
+	PermissionDenied = "permission_denied"
+	// InvalidRequest: guestflow refused to send a malformed value (a
+	// user id that is not a GUID); the error names it.
+	InvalidRequest = "invalid_request"
 	// Transient is the reason of a retryable failure nobody named, e.g. a
 	// connection reset. It only reaches a dead letter through
 	// AttemptsExhausted.
@@ -60,7 +71,8 @@ var Reasons = []string{
 	UnknownGroup, UserNotSynced, Throttled, GraphError, DataverseError,
 	AttemptsExhausted, AuthFailed, ReplicationLag, RoleNotAllowed,
 	LicenseNotAllowed, RedirectNotAllowed, MemberNotAllowed, IdentityMismatch,
-	OnboardingIDReused, Transient,
+	OnboardingIDReused, UnknownBusinessUnit, InvalidConfig, PermissionDenied,
+	InvalidRequest, Transient,
 }
 
 // Error is a failure a step has classified itself.
@@ -100,7 +112,8 @@ func Throttle(err error, after time.Duration) error {
 }
 
 // Remote is a failed call to Microsoft Graph, Dataverse or the Power
-// Platform API, as the service answered it.
+// Platform API, as the service answered it, translated by the client that
+// made the call.
 type Remote struct {
 	Service    string // "graph", "dataverse", "powerplatform" or "entra" (tokens)
 	Op         string // what was attempted, e.g. "assign license"
@@ -109,10 +122,16 @@ type Remote struct {
 	Message    string // the error body's message
 	RequestID  string // request-id / x-ms-service-request-id
 	RetryAfter time.Duration
+	// Kind is what the answer means for this call, when the client could
+	// tell more than the status says (KindOther otherwise).
+	Kind Kind
 }
 
 func (r *Remote) Error() string {
 	s := fmt.Sprintf("%s: %s: HTTP %d", r.Service, r.Op, r.Status)
+	if r.Status == 0 {
+		s = fmt.Sprintf("%s: %s: no answer", r.Service, r.Op)
+	}
 	if r.Code != "" {
 		s += " " + r.Code
 	}
@@ -122,7 +141,96 @@ func (r *Remote) Error() string {
 	if r.RequestID != "" {
 		s += " (request-id " + r.RequestID + ")"
 	}
+	if fix := kinds[r.Kind].fix; fix != "" {
+		s += "; " + fix
+	}
 	return s
+}
+
+// Kind is what a remote failure means beyond its status. Only the client
+// that made a call can tell, because the same status and code mean
+// different things for different calls: Graph's 404 "Resource '…' does not
+// exist" is a user still replicating when it names the user, and a
+// missing security group when it names the group. Clients set the kind;
+// Classify alone turns it into a verdict and a reason.
+type Kind string
+
+// The kinds clients report.
+const (
+	// KindOther: nothing beyond the status; Classify judges the status.
+	KindOther Kind = ""
+	// KindReplicationLag: an object that exists has not reached every
+	// directory replica yet (a user just invited).
+	KindReplicationLag Kind = "replication-lag"
+	// KindNotFoundGroup: the security group a call names does not exist.
+	KindNotFoundGroup Kind = "not-found-group"
+	// KindNoSeats: the SKU has no free seat.
+	KindNoSeats Kind = "no-seats"
+	// KindNotSynced: Power Platform refuses to sync a user whose license
+	// or group membership has not reached it yet.
+	KindNotSynced Kind = "not-synced"
+	// KindDuplicate: Dataverse already has the row (a role association).
+	KindDuplicate Kind = "duplicate"
+	// KindCredentials: Entra ID or a service refused the app's identity.
+	KindCredentials Kind = "credentials"
+	// KindPermission: the app is known but lacks a permission or a
+	// security role for the call.
+	KindPermission Kind = "permission"
+	// KindNotFoundEnvironment: the instance's environmentId names no
+	// Power Platform environment of the tenant.
+	KindNotFoundEnvironment Kind = "not-found-environment"
+	// KindNotFoundInstance: the instance URL names no Dataverse
+	// organization.
+	KindNotFoundInstance Kind = "not-found-instance"
+	// KindNotFoundSender: the notify sender has no usable mailbox.
+	KindNotFoundSender Kind = "not-found-sender"
+	// KindMalformed: the client refused to send a value that is not what
+	// the API takes (not a GUID where one goes unquoted); Status is 0
+	// and no request was made.
+	KindMalformed Kind = "malformed"
+)
+
+// Kinds lists every kind above but KindOther.
+var Kinds = []Kind{
+	KindReplicationLag, KindNotFoundGroup, KindNoSeats, KindNotSynced, KindDuplicate, KindCredentials,
+	KindPermission, KindNotFoundEnvironment, KindNotFoundInstance, KindNotFoundSender, KindMalformed,
+}
+
+// kinds is the verdict of each kind; a kind that is not here (KindOther)
+// is judged by its status. fix is the sentence that tells the operator
+// what to do, appended to the error a dead letter carries.
+var kinds = map[Kind]struct {
+	retryable bool
+	reason    string
+	fix       string
+}{
+	KindReplicationLag:      {true, ReplicationLag, ""},
+	KindNotSynced:           {true, UserNotSynced, ""},
+	KindNotFoundGroup:       {false, UnknownGroup, "the instance's securityGroupId names no group in the tenant: fix it, then replay"},
+	KindNoSeats:             {false, NoLicenseSeats, "buy or free a seat of the license, then replay"},
+	KindDuplicate:           {false, DataverseError, ""},
+	KindCredentials:         {false, AuthFailed, "fix the app's tenant id, client id, secret or federation, then replay"},
+	KindPermission:          {false, PermissionDenied, "grant the app the permission or security role the call needs (docs/configuration.md lists them), then replay"},
+	KindNotFoundEnvironment: {false, InvalidConfig, "fix the instance's environmentId, then replay"},
+	KindNotFoundInstance:    {false, InvalidConfig, "fix the instance's url, then replay"},
+	KindNotFoundSender:      {false, InvalidConfig, "notify.sender must be a licensed mailbox of the tenant: fix it, then replay"},
+	KindMalformed:           {false, InvalidRequest, "fix the value in the event or the configuration it came from, then replay"},
+}
+
+// KindOf returns the kind of the remote failure in err's chain, or
+// KindOther.
+func KindOf(err error) Kind {
+	var r *Remote
+	if errors.As(err, &r) {
+		return r.Kind
+	}
+	return KindOther
+}
+
+// Malformed reports a value a client refused to send; what names it
+// ("userId", "business unit id").
+func Malformed(service, op, what string, err error) error {
+	return &Remote{Service: service, Op: op, Kind: KindMalformed, Message: what + " " + err.Error()}
 }
 
 // Verdict is what the runtime does with a failure.
@@ -137,21 +245,21 @@ type Verdict struct {
 	RequestID string
 }
 
-// Classify decides whether err is worth retrying. An explicit mark from a
-// step wins; then a remote answer is judged by its status (retryableStatus);
-// anything else — timeouts, connection errors, a broker hiccup — is
-// retryable, because a bug that is retried a few times and then
-// dead-lettered loses nothing, while a transient error dead-lettered at once
-// needs a human.
+// Classify decides whether err is worth retrying, and why. An explicit
+// mark from a step wins; then a remote answer is judged by its kind, else
+// its status (retryableStatus); anything else — timeouts, connection
+// errors, a broker hiccup — is retryable, because a bug that is retried a
+// few times and then dead-lettered loses nothing, while a transient error
+// dead-lettered at once needs a human.
 func Classify(err error) Verdict {
 	var v Verdict
 	var r *Remote
 	if errors.As(err, &r) {
 		v.Status, v.RequestID, v.After = r.Status, r.RequestID, r.RetryAfter
-		v.Retryable = retryableStatus(r.Status)
-		v.Reason = remoteReason(r)
-		if replicationLag(r) {
-			v.Retryable, v.Reason = true, ReplicationLag
+		if k, ok := kinds[r.Kind]; ok {
+			v.Retryable, v.Reason = k.retryable, k.reason
+		} else {
+			v.Retryable, v.Reason = retryableStatus(r.Status), statusReason(r)
 		}
 	} else {
 		v.Retryable, v.Reason = true, Transient
@@ -173,7 +281,8 @@ func Classify(err error) Verdict {
 // family are outages or gateway timeouts that Microsoft documents as
 // transient. A status of 0 means no answer arrived (connection refused,
 // reset, timeout). Every other 4xx is the request's fault and repeating it
-// cannot help, except the replication-lag cases that steps mark themselves.
+// cannot help, except the kinds (replication lag, a sync still pending) the
+// clients recognise.
 func retryableStatus(status int) bool {
 	switch status {
 	case 0, 429, 500, 502, 503, 504:
@@ -182,7 +291,9 @@ func retryableStatus(status int) bool {
 	return false
 }
 
-func remoteReason(r *Remote) string {
+// statusReason is the reason of a remote failure the client could not say
+// more about than its status.
+func statusReason(r *Remote) string {
 	switch {
 	case r.Status == 429:
 		return Throttled
@@ -193,20 +304,4 @@ func remoteReason(r *Remote) string {
 	default:
 		return GraphError
 	}
-}
-
-// replicationLag recognises Graph's answers about an object that exists but
-// has not reached every directory replica: Request_ResourceNotFound on a
-// user just invited, or "Resource '…' does not exist or one of its queried
-// reference-property objects are not present" / "… don't exist" on a
-// reference to it. Retrying is right; a truly unknown id is dead-lettered
-// once the attempts are used. Other "does not exist" messages (an unknown
-// property in a request body) are the request's fault and stay permanent.
-func replicationLag(r *Remote) bool {
-	if r.Service != "graph" || (r.Status != 400 && r.Status != 404) {
-		return false
-	}
-	return r.Code == "Request_ResourceNotFound" ||
-		strings.Contains(r.Message, "queried reference-property objects are not present") ||
-		strings.Contains(r.Message, "don't exist")
 }

@@ -14,6 +14,9 @@ func TestClassify(t *testing.T) {
 	graph := func(status int, code, msg string) error {
 		return &failure.Remote{Service: "graph", Op: "op", Status: status, Code: code, Message: msg, RequestID: "rid"}
 	}
+	kind := func(k failure.Kind, status int) error {
+		return &failure.Remote{Service: "graph", Op: "op", Status: status, Kind: k}
+	}
 	tests := []struct {
 		name      string
 		err       error
@@ -32,11 +35,19 @@ func TestClassify(t *testing.T) {
 		{"401", graph(401, "InvalidAuthenticationToken", ""), false, failure.GraphError, 0},
 		{"403", graph(403, "Authorization_RequestDenied", ""), false, failure.GraphError, 0},
 		{"404 other", graph(404, "ErrorInvalidUser", "mailbox"), false, failure.GraphError, 0},
-		{"replication lag 404", graph(404, "Request_ResourceNotFound", "Resource 'x' does not exist"), true, failure.ReplicationLag, 0},
-		{"replication lag reference", graph(400, "Request_BadRequest", "Resource 'x' does not exist or one of its queried reference-property objects are not present."), true, failure.ReplicationLag, 0},
-		{"unknown body property is not lag", graph(400, "BadRequest", "The property 'x' does not exist on type 'microsoft.graph.user'."), false, failure.GraphError, 0},
-		{"reference not there yet", graph(400, "Request_BadRequest", "One or more of the objects don't exist."), true, failure.ReplicationLag, 0},
-		{"dataverse 404 is not lag", &failure.Remote{Service: "dataverse", Status: 404, Message: "does not exist"}, false, failure.DataverseError, 0},
+		{"not found is not lag unless the client says so", graph(404, "Request_ResourceNotFound", "Resource 'x' does not exist"), false, failure.GraphError, 0},
+		{"replication lag", kind(failure.KindReplicationLag, 404), true, failure.ReplicationLag, 0},
+		{"replication lag keeps Retry-After", &failure.Remote{Service: "graph", Status: 404, Kind: failure.KindReplicationLag, RetryAfter: time.Second}, true, failure.ReplicationLag, time.Second},
+		{"sync pending", &failure.Remote{Service: "powerplatform", Status: 403, Kind: failure.KindNotSynced}, true, failure.UserNotSynced, 0},
+		{"group missing", kind(failure.KindNotFoundGroup, 404), false, failure.UnknownGroup, 0},
+		{"no seats", kind(failure.KindNoSeats, 400), false, failure.NoLicenseSeats, 0},
+		{"credentials", kind(failure.KindCredentials, 401), false, failure.AuthFailed, 0},
+		{"permission", kind(failure.KindPermission, 403), false, failure.PermissionDenied, 0},
+		{"environment", &failure.Remote{Service: "powerplatform", Status: 404, Kind: failure.KindNotFoundEnvironment}, false, failure.InvalidConfig, 0},
+		{"instance", &failure.Remote{Service: "dataverse", Status: 404, Kind: failure.KindNotFoundInstance}, false, failure.InvalidConfig, 0},
+		{"sender", kind(failure.KindNotFoundSender, 404), false, failure.InvalidConfig, 0},
+		{"malformed", failure.Malformed("dataverse", "find role", "business unit id", errors.New(`"x" is not a GUID`)), false, failure.InvalidRequest, 0},
+		{"dataverse 404", &failure.Remote{Service: "dataverse", Status: 404, Message: "does not exist"}, false, failure.DataverseError, 0},
 		{"token refused", &failure.Remote{Service: "entra", Status: 401}, false, failure.AuthFailed, 0},
 		{"unknown error", errors.New("boom"), true, failure.Transient, 0},
 		{"timeout", context.DeadlineExceeded, true, failure.Transient, 0},
@@ -57,5 +68,28 @@ func TestClassify(t *testing.T) {
 	}
 	if v := failure.Classify(failure.Retry(failure.UserNotSynced, errors.New("x"), time.Minute)); v.Deadline != time.Minute {
 		t.Errorf("deadline lost: %+v", v)
+	}
+}
+
+// TestEveryKindHasAVerdict keeps kinds and their reasons together: a kind
+// Classify does not know would be judged by its status alone.
+func TestEveryKindHasAVerdict(t *testing.T) {
+	for _, k := range failure.Kinds {
+		v := failure.Classify(&failure.Remote{Service: "graph", Status: 400, Kind: k})
+		if v.Reason == failure.GraphError && k != failure.KindOther {
+			t.Errorf("kind %q has no verdict of its own", k)
+		}
+	}
+}
+
+func TestRemoteErrorSaysWhatToFix(t *testing.T) {
+	err := &failure.Remote{Service: "graph", Op: "assign license", Status: 400, Code: "Request_BadRequest",
+		Message: "License assignment failed because the subscription does not have any available licenses.", RequestID: "r-1", Kind: failure.KindNoSeats}
+	want := "graph: assign license: HTTP 400 Request_BadRequest: License assignment failed because the subscription does not have any available licenses. (request-id r-1); buy or free a seat of the license, then replay"
+	if err.Error() != want {
+		t.Errorf("got  %s\nwant %s", err.Error(), want)
+	}
+	if got := (&failure.Remote{Service: "dataverse", Op: "find role", Message: "dial tcp: refused"}).Error(); got != "dataverse: find role: no answer: dial tcp: refused" {
+		t.Errorf("no answer: %s", got)
 	}
 }

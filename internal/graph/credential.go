@@ -6,16 +6,20 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/wire"
 )
 
 // PublicAuthority is Entra ID's public-cloud authority host.
@@ -76,8 +80,9 @@ func NewCredential(o CredentialOptions) (azcore.TokenCredential, error) {
 }
 
 // classified reports token failures as *failure.Remote with Entra's status,
-// so that a wrong secret (401) is dead-lettered at once as auth_failed while
-// an unreachable authority is retried.
+// OAuth error name and description, so that a wrong secret (401) is
+// dead-lettered at once as auth_failed while an unreachable authority is
+// retried.
 type classified struct{ azcore.TokenCredential }
 
 func (c classified) GetToken(ctx context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
@@ -85,12 +90,44 @@ func (c classified) GetToken(ctx context.Context, o policy.TokenRequestOptions) 
 	if err == nil {
 		return tok, nil
 	}
-	r := &failure.Remote{Service: "entra", Op: "get token", Message: err.Error()}
+	r := &failure.Remote{Service: "entra", Op: "get token for " + strings.Join(o.Scopes, " "), Message: err.Error()}
 	var afe *azidentity.AuthenticationFailedError
 	if errors.As(err, &afe) && afe.RawResponse != nil {
-		r.Status = afe.RawResponse.StatusCode
-		r.RequestID = afe.RawResponse.Header.Get("x-ms-request-id")
+		resp := afe.RawResponse
+		r.Status = resp.StatusCode
+		r.RequestID = resp.Header.Get("x-ms-request-id")
+		r.RetryAfter = wire.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		r.Message = strings.SplitN(strings.TrimSpace(afe.Error()), "\n", 2)[0]
+		// azcore keeps the body it read, so it can be read again here.
+		var body struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+			TraceID     string `json:"trace_id"`
+		}
+		if raw, err := runtime.Payload(resp); err == nil && json.Unmarshal(raw, &body) == nil && body.Error != "" {
+			r.Code = body.Error
+			r.Message, _, _ = strings.Cut(body.Description, " Trace ID:")
+			if r.RequestID == "" {
+				r.RequestID = body.TraceID
+			}
+		}
+		r.Kind = tokenKind(r)
 	}
 	return tok, r
+}
+
+// tokenKind is what Entra's refusal of a token means. A scope Entra does
+// not know (invalid_resource, AADSTS500011, or invalid_scope) is a
+// Dataverse instance URL that names no environment of the tenant: Graph's
+// and the admin API's scopes are fixed. Every other 4xx but 429 is the
+// app's identity (invalid_client, unauthorized_client, invalid_tenant),
+// which no retry changes.
+func tokenKind(r *failure.Remote) failure.Kind {
+	switch {
+	case r.Code == "invalid_resource" || r.Code == "invalid_scope":
+		return failure.KindNotFoundInstance
+	case r.Status >= 400 && r.Status < 500 && r.Status != 429:
+		return failure.KindCredentials
+	}
+	return failure.KindOther
 }

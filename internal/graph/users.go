@@ -2,7 +2,6 @@ package graph
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/google/uuid"
@@ -13,13 +12,15 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/wire"
 )
 
 // FindUserByMail returns the users whose mail or otherMails is address.
 // Graph compares strings case-insensitively; a quote is escaped by doubling
 // it, as OData string literals require (liam.o”brien@…).
 func (c *Client) FindUserByMail(ctx context.Context, address string) ([]directory.User, error) {
-	lit := "'" + strings.ReplaceAll(address, "'", "''") + "'"
+	lit := wire.Literal(address)
 	filter := "mail eq " + lit + " or otherMails/any(x:x eq " + lit + ")"
 	res, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).Get(ctx,
 		&users.UsersRequestBuilderGetRequestConfiguration{QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
@@ -98,7 +99,11 @@ func (c *Client) AddGroupMember(ctx context.Context, groupID, userID string) err
 	if r := asRemote(err); r != nil && r.Status == 400 && strings.Contains(r.Message, "already exist") {
 		return nil
 	}
-	return err
+	// 404 naming the group: the group itself is missing, which no retry
+	// fixes. Every other "does not exist" is the user, not replicated yet.
+	return refine(err, failure.KindNotFoundGroup, func(r *failure.Remote) bool {
+		return r.Status == 404 && strings.Contains(strings.ToLower(r.Message), strings.ToLower(groupID))
+	})
 }
 
 // UpdateProfile writes the names and the usage location, which Graph
@@ -153,9 +158,12 @@ func (c *Client) AssignedSkuIDs(ctx context.Context, userID string) ([]string, e
 
 // AssignLicense assigns one SKU with all its plans enabled.
 func (c *Client) AssignLicense(ctx context.Context, userID, skuID string) error {
+	if err := wire.GUID(skuID); err != nil {
+		return failure.Malformed("graph", "assign license", "SKU id", err)
+	}
 	id, err := uuid.Parse(skuID)
 	if err != nil {
-		return fmt.Errorf("graph: SKU id %q: %w", skuID, err)
+		return failure.Malformed("graph", "assign license", "SKU id", err)
 	}
 	lic := models.NewAssignedLicense()
 	lic.SetSkuId(&id)
@@ -164,7 +172,11 @@ func (c *Client) AssignLicense(ctx context.Context, userID, skuID string) error 
 	body.SetAddLicenses([]models.AssignedLicenseable{lic})
 	body.SetRemoveLicenses([]uuid.UUID{})
 	_, err = users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).AssignLicense().Post(ctx, body, nil)
-	return remote("assign license", err)
+	// Another onboarding may have taken the last seat since the caller
+	// read the seat counts.
+	return refine(remote("assign license", err), failure.KindNoSeats, func(r *failure.Remote) bool {
+		return r.Status == 400 && strings.Contains(r.Message, "does not have any available licenses")
+	})
 }
 
 // SendMail sends an HTML message from the sender's mailbox.
@@ -186,5 +198,9 @@ func (c *Client) SendMail(ctx context.Context, m directory.Mail) error {
 	save := false
 	body.SetSaveToSentItems(&save)
 	err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(m.From).SendMail().Post(ctx, body, nil)
-	return remote("send mail", err)
+	// Exchange's 404s on sendMail are about the sender: no such user, or
+	// no mailbox Graph can use.
+	return refine(remote("send mail", err), failure.KindNotFoundSender, func(r *failure.Remote) bool {
+		return r.Status == 404 && (r.Code == "ErrorInvalidUser" || r.Code == "MailboxNotEnabledForRESTAPI")
+	})
 }

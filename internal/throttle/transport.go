@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/wire"
 )
 
 // Transport returns an http.RoundTripper that takes budget from g before
@@ -63,11 +64,11 @@ func KindOf(method, path string) Kind {
 	return Free
 }
 
-// retryAfter reads Retry-After seconds, defaulting to a few seconds when a
-// 429 names none.
+// retryAfter is the pause a 429 asks for, defaulting to a few seconds when
+// it names none.
 func retryAfter(v string) time.Duration {
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
+	if d := wire.RetryAfter(v, time.Now()); d > 0 {
+		return d
 	}
 	return 5 * time.Second
 }
