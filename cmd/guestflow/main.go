@@ -56,11 +56,13 @@ tell them where to sign in. Each step is a worker on NATS JetStream.
 Start with:  guestflow dev`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.configPath, "config", "guestflow.yaml",
 		"configuration file; every value can be overridden by a GUESTFLOW_… environment variable")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step's work to stderr")
-	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newImport(g), newBench(g), newDLQ(g), newStatus(g))
+	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newImport(g), newBench(g), newDLQ(g), newStatus(g), newVersion())
 	return root
 }
 
