@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -27,13 +28,16 @@ type simFlags struct {
 	syncDelay    time.Duration
 	replLag      time.Duration
 	seats        int
+	allowRemote  bool
 }
 
 // register adds the flags; addrFlag names the listen-address flag, which
 // is --addr on graphsim and --graphsim-addr where it sits beside NATS's.
 func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.addr, addrFlag, "127.0.0.1:9443", "emulator listen address (loopback only)")
+	fl.StringVar(&f.addr, addrFlag, "127.0.0.1:9443", "emulator listen address; a loopback address unless --allow-remote")
+	fl.BoolVar(&f.allowRemote, "allow-remote", false,
+		"let the emulator listen on a non-loopback address: it issues tokens to anyone who knows its well-known dev secret")
 	fl.StringVar(&f.tenantID, "tenant-id", graphsim.DefaultTenantID, "the one tenant the emulator accepts")
 	fl.StringVar(&f.clientID, "client-id", graphsim.DefaultClientID, "the one app (client id) the emulator accepts")
 	fl.StringVar(&f.clientSecret, "client-secret", graphsim.DefaultClientSecret, "that app's secret")
@@ -87,10 +91,43 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := loopbackOnly(f.addr, f.allowRemote); err != nil {
+		return nil, err
+	}
 	if err := sim.Start(f.addr); err != nil {
 		return nil, fmt.Errorf("emulator on %s: %w", f.addr, err)
 	}
 	return sim, nil
+}
+
+// loopbackOnly refuses a listen address other machines could reach,
+// unless allowed: the emulator's secret is printed in its --help and its
+// tokens open everything it serves, so it is meant for this machine only.
+// A host name counts as loopback only when every address it resolves to
+// is one; the wildcard (":9443", "0.0.0.0") is not loopback.
+func loopbackOnly(addr string, allowed bool) error {
+	if allowed {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("emulator address %q: %w", addr, err)
+	}
+	ips, err := net.LookupIP(host)
+	if host == "" {
+		ips, err = nil, nil
+	}
+	if err != nil {
+		return fmt.Errorf("emulator address %q: %w", addr, err)
+	}
+	loopback := len(ips) > 0
+	for _, ip := range ips {
+		loopback = loopback && ip.IsLoopback()
+	}
+	if !loopback {
+		return fmt.Errorf("the emulator listens on loopback addresses only, and %q is not one: it accepts a well-known client secret, so anyone who can reach it gets tokens; use 127.0.0.1, or pass --allow-remote if you really mean to expose it", addr)
+	}
+	return nil
 }
 
 func newGraphsim(g *globals) *cobra.Command {
