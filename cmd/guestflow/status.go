@@ -19,6 +19,7 @@ func newStatus(g *globals) *cobra.Command {
 	var (
 		natsURL string
 		asJSON  bool
+		scanAll bool
 	)
 	cmd := &cobra.Command{
 		Use:   "status <email|onboardingid>",
@@ -38,8 +39,15 @@ default) and the dead letters in GUESTFLOW_DLQ:
 
 The argument is an onboarding id (the joined event's id, which 'guestflow publish'
 prints) or an email address, compared case-insensitively. One address may have
-several onboardings; each is shown on its own. The whole event log is read, so a
-large stream takes a moment.`,
+several onboardings; each is shown on its own.
+
+The workers keep an index, GUESTFLOW_INDEX, of which events belong to which onboarding
+id and address, so status reads only that person's events, plus what the index cannot
+know of yet: events stored before it existed, and inputs a step has not received yet.
+It keeps an address's newest 100 onboardings and an onboarding's newest 100 events.
+When the index has nothing for the argument (only events from before it existed, or
+whose indexing failed) or cannot be read, status reads the whole event log instead,
+which takes a moment on a large stream. --scan always reads the whole event log.`,
 		Example: `  guestflow status ana.silva@fabrikam.com
   guestflow status 7e8b8f0a-2c75-4c09-90bc-c4984599804e
   guestflow status ana.silva@fabrikam.com --json | jq '.[].state'
@@ -58,7 +66,7 @@ large stream takes a moment.`,
 				return err
 			}
 			defer nc.Close()
-			o := timeline.Options{JSON: asJSON, DirectoryNote: noTenantNote}
+			o := timeline.Options{JSON: asJSON, DirectoryNote: noTenantNote, Scan: scanAll}
 			if cfg.Tenant.ID != "" {
 				if dir, err := app.NewGraph(cfg, credentialsFromEnv()); err != nil {
 					o.DirectoryNote = "not shown: " + err.Error()
@@ -72,5 +80,6 @@ large stream takes a moment.`,
 	}
 	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS URL (default: nats.url of the configuration, else "+config.DefaultNATSURL+")")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON array of onboardings instead of text")
+	cmd.Flags().BoolVar(&scanAll, "scan", false, "read the whole event log instead of looking the argument up in the index")
 	return cmd
 }

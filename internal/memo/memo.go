@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,17 +25,50 @@ import (
 // Bucket is the key-value bucket's name.
 const Bucket = "GUESTFLOW_MEMO"
 
+// TTL is how long a record is kept after it was last written: 31 days, a
+// day longer than the event stream GUESTFLOW keeps events (its MaxAge,
+// worker.DefaultMaxAge).
+//
+// A record must outlive every event that can still be delivered to a step
+// that reads it, or a redelivery would repeat what the record was kept to
+// prevent. An event is delivered (and redelivered) only while the stream
+// holds it, and a record is written while its step handles one of the
+// onboarding's events, so 30 days from the write would cover that event.
+// But the later events of the onboarding are stored after the write — the
+// notify step checks the invite record against a role_assigned event
+// stored minutes later, or hours later behind a backlog — and each lives
+// 30 days from its own storing: the extra day covers a backlog of up to a
+// day between the invite step and the last one. A step that finds no
+// record after that falls back on what it can ask Microsoft: the invite
+// step finds the user it would otherwise have remembered, the later steps
+// verify a guest in the directory (a member of the tenant, whom only the
+// record vouches for, is refused as identity_mismatch: publish a joined
+// event for the person again).
+//
+// Without a TTL the bucket grew by a key or two per onboarding for ever.
+const TTL = 31 * 24 * time.Hour
+
 // Store is a memo backed by a JetStream key-value bucket.
 type Store struct {
-	js jetstream.JetStream
-	mu sync.Mutex
-	kv jetstream.KeyValue
+	js  jetstream.JetStream
+	ttl time.Duration
+	mu  sync.Mutex
+	kv  jetstream.KeyValue
 }
 
-// Open creates or opens the bucket. History 1 and file storage: only the
-// latest record matters, and it must survive a broker restart.
+// Open creates or opens the bucket, with records kept for TTL. History 1
+// and file storage: only the latest record matters, and it must survive a
+// broker restart. A bucket created without a TTL (before guestflow set
+// one) gets it: create-or-update puts the bucket's settings back to these,
+// and the server then expires the records older than the TTL.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	s := &Store{js: js}
+	return OpenWithTTL(ctx, js, TTL)
+}
+
+// OpenWithTTL is Open with records kept for ttl instead of TTL, for tests
+// that watch records expire. The server refuses a TTL below 100 ms.
+func OpenWithTTL(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*Store, error) {
+	s := &Store{js: js, ttl: ttl}
 	if _, err := s.open(ctx); err != nil {
 		return nil, err
 	}
@@ -47,6 +81,7 @@ func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
 		Description: "guestflow: what each step did per onboarding (invitations, mails)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		TTL:         s.ttl,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memo: %w", err)

@@ -28,7 +28,7 @@ type msg struct {
 // flow builds the events of onboarding id for email, as the workers
 // would emit them, each a second after the one before: joined, invited,
 // licensed, role_assigned, onboarded, cut to the first n.
-func flow(t *testing.T, id, email string, n int) []msg {
+func flow(t testing.TB, id, email string, n int) []msg {
 	t.Helper()
 	j := events.Joined{Email: email, GivenName: "Ana", Surname: "Silva", UsageLocation: "PT", Instance: "sales",
 		Roles: []string{"Salesperson"}, License: "DYN365_ENTERPRISE_SALES"}

@@ -6,14 +6,13 @@
 package timeline
 
 import (
-	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/guestflow/guestflow/internal/dlq"
-	"github.com/guestflow/guestflow/pkg/events"
+	"github.com/guestflow/guestflow/internal/index"
 )
 
 // Record is one message of the GUESTFLOW stream, decoded as far as it goes.
@@ -46,47 +45,11 @@ type identity struct {
 	onboardingID, email string
 }
 
-// identify decodes a message and says whose it is. The email comes from
-// the data (every event carries the joined data, email lower-cased after
-// the invite step) and else from the CloudEvents subject, which an HR
-// system may set to anything on a joined event.
+// identify decodes a message and says whose it is, as the index files it
+// (index.Identify).
 func identify(subject string, header map[string][]string, body []byte) identity {
-	ev, err := events.Decode(subject, header, body)
-	if err != nil {
-		return identity{err: err, onboardingID: events.PeekOnboardingID(header, body), email: peekEmail(header, body)}
-	}
-	email := emailIn(ev.Data())
-	if email == "" {
-		email = strings.ToLower(strings.TrimSpace(ev.Subject()))
-	}
-	return identity{event: ev, onboardingID: events.OnboardingID(ev), email: email}
-}
-
-// peekEmail reads the email of a message that does not decode: the data's
-// email, in binary mode the body itself, else in a structured body.
-func peekEmail(header map[string][]string, body []byte) string {
-	if _, binary := header["ce-specversion"]; binary {
-		return emailIn(body)
-	}
-	var s struct {
-		Subject string          `json:"subject"`
-		Data    json.RawMessage `json:"data"`
-	}
-	if json.Unmarshal(body, &s) != nil {
-		return ""
-	}
-	if e := emailIn(s.Data); e != "" {
-		return e
-	}
-	return strings.ToLower(strings.TrimSpace(s.Subject))
-}
-
-func emailIn(data []byte) string {
-	var d struct {
-		Email string `json:"email"`
-	}
-	_ = json.Unmarshal(data, &d)
-	return strings.ToLower(strings.TrimSpace(d.Email))
+	id := index.Identify(subject, header, body)
+	return identity{event: id.Event, err: id.Err, onboardingID: id.OnboardingID, email: id.Email}
 }
 
 // Matches reports whether a message with this onboarding id and email

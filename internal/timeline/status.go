@@ -42,6 +42,10 @@ type Options struct {
 	// DirectoryNote stands in for the acceptance state without a
 	// Directory: how to get it.
 	DirectoryNote string
+	// Scan reads the whole event stream even when the index knows the
+	// query: for messages the workers failed to index
+	// (worker.Stats.IndexFailures), or to compare.
+	Scan bool
 }
 
 // directoryTimeout bounds the Graph lookups, so that a credential chain
@@ -51,7 +55,7 @@ const directoryTimeout = 15 * time.Second
 // Status writes the timeline of every onboarding that answers query to w,
 // and returns them. Finding none is an error.
 func Status(ctx context.Context, js jetstream.JetStream, query string, o Options, w io.Writer) ([]Onboarding, error) {
-	obs, err := Load(ctx, js, query)
+	obs, err := load(ctx, js, query, o.Scan)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,7 @@ const LeaseBucket = "GUESTFLOW_LEASES"
 // updated). Its counts are lost with it, and start over.
 type leases struct {
 	js  jetstream.JetStream
+	cfg jetstream.KeyValueConfig
 	ttl atomic.Int64 // time.Duration; the consumer's AckWait, which a re-created consumer may change
 	now func() time.Time
 	// recreated is told when the bucket was deleted and created again.
@@ -57,23 +58,41 @@ type leases struct {
 	kv jetstream.KeyValue
 }
 
+// LeaseKeyTTL is how long a lease key is kept after its last write. A
+// finished input deletes its key, but a deletion is a marker the bucket
+// keeps like a value, one per input ever processed; the key of an input
+// nobody comes back for (one that aged out of the stream while it waited)
+// stays too. A day is far beyond the longest wait between two writes of a
+// key whose input is still being retried: the backoff's two minutes, the
+// throttle and sync deadlines' quarter of an hour. Workers that all stay
+// stopped for longer lose the failure counts of the inputs they were
+// retrying, which then start over.
+const LeaseKeyTTL = 24 * time.Hour
+
 var leaseConfig = jetstream.KeyValueConfig{
 	Bucket:      LeaseBucket,
 	Description: "guestflow: inputs being processed or retried, so a redelivery does not run beside them, and their failed attempts",
 	History:     1,
-	// Leases outlive a broker restart (that is their point); keys
-	// left by killed workers, or by inputs nobody retried, are
-	// dropped after a day.
+	// Leases outlive a broker restart (that is their point).
 	Storage: jetstream.FileStorage,
-	TTL:     24 * time.Hour,
+	TTL:     LeaseKeyTTL,
 }
 
+// openLeases creates or opens the bucket. Create-or-update puts an
+// existing bucket's settings back to leaseConfig, so one created without
+// the TTL gets it, and the server expires its old keys.
 func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, now func() time.Time) (*leases, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, leaseConfig)
+	return openLeasesWith(ctx, js, leaseConfig, ttl, now)
+}
+
+// openLeasesWith is openLeases with the bucket's settings, for tests that
+// watch keys expire.
+func openLeasesWith(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, ttl time.Duration, now func() time.Time) (*leases, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("leases: %w", err)
 	}
-	l := &leases{js: js, kv: kv, now: now}
+	l := &leases{js: js, cfg: cfg, kv: kv, now: now}
 	l.setTTL(ttl)
 	return l, nil
 }
@@ -93,7 +112,7 @@ func (l *leases) reopen(ctx context.Context) error {
 	kv, err := l.js.KeyValue(ctx, LeaseBucket)
 	created := false
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = l.js.CreateKeyValue(ctx, leaseConfig)
+		kv, err = l.js.CreateKeyValue(ctx, l.cfg)
 		created = err == nil
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = l.js.KeyValue(ctx, LeaseBucket) // another worker was first

@@ -2,8 +2,11 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/broker/brokertest"
 )
@@ -82,4 +85,61 @@ func TestLeaseCountsFailedAttempts(t *testing.T) {
 	}
 	l.release(ctx, ls)
 	get(0) // a finished input starts over
+}
+
+func TestALeaseKeyOlderThanItsTTLIsGone(t *testing.T) {
+	ctx := context.Background()
+	js := brokertest.JetStream(t, brokertest.URL(t))
+	const keyTTL = 2 * time.Second
+	cfg := leaseConfig
+	cfg.TTL = keyTTL
+	l, err := openLeasesWith(ctx, js, cfg, time.Minute, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, ok, err := l.acquire(ctx, "license.1")
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	l.failed(ctx, old, 1) // left behind with its count, as after a failed attempt
+	time.Sleep(keyTTL / 2)
+	if _, ok, err := l.acquire(ctx, "license.2"); err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	deadline := time.Now().Add(keyTTL + 3*time.Second)
+	for {
+		_, err := l.bucket().Get(ctx, "license.1")
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key license.1 is still there %v after it was written; the bucket's TTL is %v", keyTTL+3*time.Second, keyTTL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := l.bucket().Get(ctx, "license.2"); err != nil {
+		t.Errorf("a lease younger than the TTL is gone too: %v", err)
+	}
+}
+
+// TestALeaseBucketWithoutTTLGetsIt opens a bucket created without a TTL,
+// as an operator's script or an older release might have left it.
+func TestALeaseBucketWithoutTTLGetsIt(t *testing.T) {
+	ctx := context.Background()
+	js := brokertest.JetStream(t, brokertest.URL(t))
+	cfg := leaseConfig
+	cfg.TTL = 0
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openLeases(ctx, js, time.Minute, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := kv.Status(ctx); err != nil || st.TTL() != LeaseKeyTTL {
+		t.Errorf("the bucket's TTL is %v (%v), want %v", st.TTL(), err, LeaseKeyTTL)
+	}
 }

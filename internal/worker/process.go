@@ -24,6 +24,7 @@ type runner struct {
 	o      Options
 	log    *slog.Logger
 	leases *leases
+	ix     indexer
 	// ackWaitNs is the consumer's AckWait (see ensureConsumer), which
 	// may differ from o.AckWait.
 	ackWaitNs atomic.Int64
@@ -39,6 +40,7 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		w.log.Error("not a JetStream message", "err", err)
 		return
 	}
+	w.index(ctx, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
 	d := delivery{msg: msg, meta: meta}
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
@@ -149,14 +151,17 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 	m := &nats.Msg{Subject: subject, Header: nats.Header(header), Data: body}
 	m.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.ID()), jetstream.WithExpectStream(Stream)}
-	_, err = w.js.PublishMsg(ctx, m, opts...)
+	ack, err := w.js.PublishMsg(ctx, m, opts...)
 	if missing(err) {
 		// No stream stored it; publishing again under the same id cannot
 		// store it twice.
 		if rerr := w.restore(ctx, Stream); rerr != nil {
 			return errors.Join(err, rerr)
 		}
-		_, err = w.js.PublishMsg(ctx, m, opts...)
+		ack, err = w.js.PublishMsg(ctx, m, opts...)
+	}
+	if err == nil {
+		w.index(ctx, ack.Sequence, m.Subject, m.Header, m.Data)
 	}
 	return err
 }

@@ -20,6 +20,10 @@ type Stats struct {
 	// Recreated counts streams, buckets and consumers the runtime found
 	// deleted under it and created again.
 	Recreated atomic.Uint64
+	// IndexFailures counts messages that could not be filed in
+	// GUESTFLOW_INDEX. Their onboardings go on; `guestflow status` may
+	// miss such a message unless run with --scan.
+	IndexFailures atomic.Uint64
 }
 
 // DefaultStats is where a worker counts unless Options.Stats names another

@@ -1,0 +1,60 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/guestflow/guestflow/internal/index"
+)
+
+// indexTimeout bounds one message's index writes. The index only speeds up
+// `guestflow status`; it must not hold an onboarding.
+const indexTimeout = 2 * time.Second
+
+// indexer files the messages a runner handles in GUESTFLOW_INDEX (package
+// index): each input when it is delivered, and each event it publishes
+// once the stream has stored it. An input is filed by every step that
+// receives it, since it may come from anywhere — an HR system, `guestflow
+// dlq replay`, a worker of an older release; filing a message twice
+// changes nothing. The bucket is opened on first use.
+type indexer struct {
+	mu sync.Mutex
+	w  *index.Writer
+}
+
+// index files the message stored at seq. A failure is logged and counted
+// (Stats.IndexFailures), and the delivery goes on: status then finds the
+// message by reading the stream instead, if the index has nothing for the
+// query, or with --scan.
+func (w *runner) index(ctx context.Context, seq uint64, subject string, header map[string][]string, body []byte) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), indexTimeout)
+	defer cancel()
+	iw, err := w.ix.writer(ctx, w)
+	if err == nil {
+		err = iw.Add(ctx, seq, subject, header, body)
+	}
+	if err != nil {
+		w.o.Stats.IndexFailures.Add(1)
+		w.log.Warn("indexing a message for guestflow status failed; the message is left out of the index", "seq", seq, "err", err)
+	}
+}
+
+// writer opens the index on first use, and again after a failed open.
+func (ix *indexer) writer(ctx context.Context, w *runner) (*index.Writer, error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.w != nil {
+		return ix.w, nil
+	}
+	iw, err := index.Open(ctx, w.js, index.Options{
+		// The stream's MaxAge as EnsureStreams sets it.
+		TTL:       DefaultMaxAge,
+		Recreated: func() { w.recreated("key-value bucket " + index.Bucket) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	ix.w = iw
+	return iw, nil
+}

@@ -1,0 +1,67 @@
+package worker_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/index"
+	"github.com/guestflow/guestflow/internal/worker"
+	"github.com/guestflow/guestflow/pkg/events"
+)
+
+// TestTheRuntimeIndexesItsInputAndWhatItPublishes: the joined event came
+// straight from an HR system, the invited event from the step.
+func TestTheRuntimeIndexesItsInputAndWhatItPublishes(t *testing.T) {
+	h := newHarness(t)
+	h.run(worker.HandlerFunc(emitInvited), fast)
+	h.publishJoined("ix-1")
+	invited := h.next(worker.Stream, events.SubjectInvited)
+	meta, err := invited.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.settled()
+	r, err := index.OpenReader(t.Context(), h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, query := range []string{"ix-1", "A@B.example"} {
+		seqs, found, err := r.Lookup(t.Context(), query)
+		slices.Sort(seqs)
+		if err != nil || !found || !slices.Equal(seqs, []uint64{1, meta.Sequence.Stream}) {
+			t.Errorf("%s: %v %v %v, want the joined event (1) and the invited one (%d)", query, seqs, found, err, meta.Sequence.Stream)
+		}
+	}
+}
+
+// TestAnIndexFailureDoesNotHoldTheOnboarding puts a stream where the
+// bucket should be, with settings the bucket cannot take: every index
+// write fails, and the input is handled all the same.
+func TestAnIndexFailureDoesNotHoldTheOnboarding(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "KV_" + index.Bucket, Subjects: []string{"$KV." + index.Bucket + ".>"}, Storage: jetstream.MemoryStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l := &logs{}
+	o := fast
+	o.Logger = l.logger()
+	o.Stats = new(worker.Stats)
+	h.run(worker.HandlerFunc(emitInvited), o)
+	began := time.Now()
+	h.publishJoined("ix-2")
+	h.next(worker.Stream, events.SubjectInvited)
+	h.settled()
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the onboarding took %v", took)
+	}
+	if n := o.Stats.IndexFailures.Load(); n != 2 {
+		t.Errorf("IndexFailures %d, want 2 (the input and the published event)", n)
+	}
+	l.wait(t, "indexing a message for guestflow status failed")
+}
