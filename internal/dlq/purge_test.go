@@ -64,3 +64,23 @@ func TestDLQPurgeCountsWhatSomeoneElseRemoved(t *testing.T) {
 		t.Errorf("report %+v\n%s", r, out.String())
 	}
 }
+
+func TestDLQPurgeCountsWhatSomeoneElseRemovedBehindALetterItKeeps(t *testing.T) {
+	js := newJS(t, true)
+	// 2 stays (another reason): the server reports the 3 someone else
+	// removed as "sequence 3 not found", not as "no message found".
+	put(t, js, letter{step: "invite", reason: "invalid_event", onboarding: "ob-1", failedAt: base})
+	put(t, js, letter{step: "license", reason: "no_license_seats", onboarding: "ob-2", failedAt: base})
+	put(t, js, letter{step: "invite", reason: "invalid_event", onboarding: "ob-3", failedAt: base})
+	var out bytes.Buffer
+	r, err := dlq.Purge(t.Context(), js, dlq.PurgeOptions{Filter: dlq.Filter{Reasons: []string{"invalid_event"}}, Confirm: func(int) (bool, error) {
+		deleteSeq(t, js, 3)
+		return true, nil
+	}}, &out)
+	if err != nil {
+		t.Fatal(err, out.String())
+	}
+	if !slices.Equal(seqsOf(r.Done), []uint64{1}) || !slices.Equal(seqsOf(r.Gone), []uint64{3}) {
+		t.Errorf("report %+v\n%s", r, out.String())
+	}
+}

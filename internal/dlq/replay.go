@@ -74,10 +74,17 @@ func ReplayID(m *jetstream.RawStreamMsg) string {
 	return fmt.Sprintf("replay:%s:%d:%d", worker.DLQStream, m.Sequence, m.Time.UnixNano())
 }
 
-// isGone reports whether a failed delete found no message: the API says so
-// only in the text of the error, the server's "no message found".
+// isGone reports whether a failed delete found no message. The API says so
+// only in the text of the error, and in two ways: "no message found" when
+// the sequence is before the stream's first or past its last, "sequence N
+// not found" (err_code 10043) when it was deleted from between messages
+// still stored.
 func isGone(err error) bool {
-	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "no message found") || strings.Contains(s, "err_code=10043")
 }
 
 // wholeBody recovers the body of a dead letter that keeps only its start
