@@ -24,17 +24,26 @@ var ErrNoStream = errors.New("no dead letters yet: the stream " + worker.DLQStre
 // explicit sequences it reads the stream in batches (see scan). An explicit
 // sequence that is not (or no longer) in the stream is an error naming it.
 func List(ctx context.Context, js jetstream.JetStream, f Filter) ([]Letter, error) {
+	_, ls, err := list(ctx, js, f)
+	return ls, err
+}
+
+// list is List, with the stream it read for those that go on to change it.
+func list(ctx context.Context, js jetstream.JetStream, f Filter) (jetstream.Stream, []Letter, error) {
 	if err := f.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s, err := dlqStream(ctx, js)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var ls []Letter
 	if len(f.Seqs) > 0 {
-		return bySeq(ctx, s, f)
+		ls, err = bySeq(ctx, s, f)
+	} else {
+		ls, err = scan(ctx, s, f)
 	}
-	return scan(ctx, s, f)
+	return s, ls, err
 }
 
 // Tuning of scan; variables so that tests can make the corner cases
