@@ -205,3 +205,48 @@ func delayed(dst io.WriteCloser, src io.Reader, oneWay time.Duration) {
 		}
 	}
 }
+
+// BenchmarkReplay10k times ReplayMatching of 10,000 dead letters without a
+// rate limit (--rate 0), each run on a DLQ stream filled anew (not timed),
+// on loopback and through a link with a round trip of 2ms. A replay waits
+// for its PubAck before it removes the letter, by design, so what is left
+// to save is the requests around it.
+//
+//	go test -run '^$' -bench BenchmarkReplay10k -benchtime 1x ./internal/dlq/
+func BenchmarkReplay10k(b *testing.B) {
+	url := brokertest.URL(b)
+	direct := brokertest.JetStream(b, url)
+	for _, link := range []struct {
+		name string
+		js   jetstream.JetStream
+	}{
+		{"loopback", direct},
+		{"rtt=2ms", brokertest.JetStream(b, slowLink(b, url, time.Millisecond))},
+	} {
+		b.Run(link.name, func(b *testing.B) {
+			nc := link.js.Conn()
+			var sent uint64
+			for b.Loop() {
+				b.StopTimer()
+				if err := direct.DeleteStream(b.Context(), worker.DLQStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+					b.Fatal(err)
+				}
+				if err := worker.EnsureStreams(b.Context(), direct, worker.StreamOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				fill(b, direct, 10_000)
+				before := nc.Stats().OutMsgs
+				b.StartTimer()
+				r, err := dlq.ReplayMatching(b.Context(), link.js, dlq.ReplayOptions{}, io.Discard)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(r.Done) != 10_000 {
+					b.Fatalf("replayed %d dead letters, want 10000", len(r.Done))
+				}
+				sent += nc.Stats().OutMsgs - before
+			}
+			b.ReportMetric(float64(sent)/float64(b.N), "requests/op")
+		})
+	}
+}
