@@ -40,6 +40,14 @@ func Replay(ctx context.Context, js jetstream.JetStream, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("dlq: %w", err)
 	}
+	return replay(ctx, js, s, seq)
+}
+
+// replay is Replay on the DLQ stream s, already looked up: a replay of
+// many letters looks it up once. The letter itself is read again, just
+// before it is republished, so that one removed since it was listed is
+// reported gone rather than replayed.
+func replay(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, seq uint64) error {
 	m, err := s.GetMsg(ctx, seq)
 	if err != nil {
 		return fmt.Errorf("dlq: dead letter %d: %w", seq, err)
