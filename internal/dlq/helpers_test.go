@@ -16,7 +16,7 @@ import (
 
 // newJS starts an embedded JetStream; with streams, the workers' streams
 // exist as if a worker had started.
-func newJS(t *testing.T, streams bool) jetstream.JetStream {
+func newJS(t testing.TB, streams bool) jetstream.JetStream {
 	t.Helper()
 	js := brokertest.JetStream(t, brokertest.URL(t))
 	if streams {
@@ -45,7 +45,17 @@ var input = map[string]string{
 }
 
 // put publishes l on guestflow.dlq.<step> and returns its sequence.
-func put(t *testing.T, js jetstream.JetStream, l letter) uint64 {
+func put(t testing.TB, js jetstream.JetStream, l letter) uint64 {
+	t.Helper()
+	ack, err := js.PublishMsg(context.Background(), deadLetter(t, l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// deadLetter is l as the message the worker runtime would publish.
+func deadLetter(t testing.TB, l letter) *nats.Msg {
 	t.Helper()
 	ev, err := events.NewJoined(l.onboarding, "hr/test", events.Joined{
 		Email: "ana@fabrikam.com", GivenName: "Ana", Surname: "Silva", UsageLocation: "PT", Instance: "sales",
@@ -72,11 +82,7 @@ func put(t *testing.T, js jetstream.JetStream, l letter) uint64 {
 		h.Set(worker.HeaderHTTPStatus, strconv.Itoa(l.status))
 		h.Set(worker.HeaderRequestID, "req-"+l.onboarding)
 	}
-	ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: worker.DLQPrefix + l.step, Header: h, Data: body})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ack.Sequence
+	return &nats.Msg{Subject: worker.DLQPrefix + l.step, Header: h, Data: body}
 }
 
 // base is the failed-at time of the first hand-made dead letter.

@@ -59,7 +59,7 @@ type Report struct {
 // before the first replay, so a replay that fails again and comes back as
 // a new dead letter is not replayed a second time in the same run.
 func ReplayMatching(ctx context.Context, js jetstream.JetStream, o ReplayOptions, w io.Writer) (Report, error) {
-	ls, err := List(ctx, js, o.Filter)
+	s, ls, err := list(ctx, js, o.Filter)
 	if err != nil {
 		return Report{}, err
 	}
@@ -85,7 +85,7 @@ func ReplayMatching(ctx context.Context, js jetstream.JetStream, o ReplayOptions
 			r.NotTried = ls[i:]
 			break
 		}
-		switch err := Replay(ctx, js, l.Seq); {
+		switch err := replay(ctx, js, s, l.Seq); {
 		case err == nil:
 			r.Done = append(r.Done, l)
 		case errors.Is(err, jetstream.ErrMsgNotFound):

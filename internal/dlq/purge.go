@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // ErrCancelled is returned when the operator did not confirm a purge.
@@ -24,7 +25,7 @@ type PurgeOptions struct {
 // An empty filter means every dead letter, and is still confirmed. Dead
 // letters that arrive after the listing are never deleted.
 func Purge(ctx context.Context, js jetstream.JetStream, o PurgeOptions, w io.Writer) (Report, error) {
-	ls, err := List(ctx, js, o.Filter)
+	s, ls, err := list(ctx, js, o.Filter)
 	if err != nil {
 		return Report{}, err
 	}
@@ -42,16 +43,9 @@ func Purge(ctx context.Context, js jetstream.JetStream, o PurgeOptions, w io.Wri
 			return r, ErrCancelled
 		}
 	}
-	s, err := dlqStream(ctx, js)
-	if err != nil {
-		return r, err
-	}
-	for i, l := range ls {
-		if ctx.Err() != nil {
-			r.NotTried = ls[i:]
-			break
-		}
-		switch err := s.DeleteMsg(ctx, l.Seq); {
+	errs, tried := deleteAll(ctx, s, ls)
+	for i, l := range ls[:tried] {
+		switch err := errs[i]; {
 		case err == nil:
 			r.Done = append(r.Done, l)
 		case isGone(err):
@@ -59,6 +53,9 @@ func Purge(ctx context.Context, js jetstream.JetStream, o PurgeOptions, w io.Wri
 		default:
 			r.Failed = append(r.Failed, Failure{l, err})
 		}
+	}
+	if tried < len(ls) {
+		r.NotTried = ls[tried:]
 	}
 	for _, f := range r.Failed {
 		fmt.Fprintf(w, "failed: dead letter %d: %v\n", f.Letter.Seq, f.Err)
@@ -69,4 +66,27 @@ func Purge(ctx context.Context, js jetstream.JetStream, o PurgeOptions, w io.Wri
 	}
 	fmt.Fprintln(w)
 	return r, r.err(ctx, "delete")
+}
+
+// purgeInFlight is how many deletes Purge has on the wire at once: one
+// request per dead letter is what the API offers, and waiting for each
+// reply before sending the next would make purging a big backlog cost a
+// round trip per letter.
+const purgeInFlight = 32
+
+// deleteAll deletes the letters, purgeInFlight at a time, until ctx ends.
+// errs[i] is the outcome of deleting ls[i], for the first tried letters.
+func deleteAll(ctx context.Context, s jetstream.Stream, ls []Letter) (errs []error, tried int) {
+	errs = make([]error, len(ls))
+	var g errgroup.Group
+	g.SetLimit(purgeInFlight)
+	for tried = 0; tried < len(ls) && ctx.Err() == nil; tried++ {
+		i := tried
+		g.Go(func() error {
+			errs[i] = s.DeleteMsg(ctx, ls[i].Seq)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errs, tried
 }

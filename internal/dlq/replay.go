@@ -40,6 +40,14 @@ func Replay(ctx context.Context, js jetstream.JetStream, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("dlq: %w", err)
 	}
+	return replay(ctx, js, s, seq)
+}
+
+// replay is Replay on the DLQ stream s, already looked up: a replay of
+// many letters looks it up once. The letter itself is read again, just
+// before it is republished, so that one removed since it was listed is
+// reported gone rather than replayed.
+func replay(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, seq uint64) error {
 	m, err := s.GetMsg(ctx, seq)
 	if err != nil {
 		return fmt.Errorf("dlq: dead letter %d: %w", seq, err)
@@ -74,10 +82,17 @@ func ReplayID(m *jetstream.RawStreamMsg) string {
 	return fmt.Sprintf("replay:%s:%d:%d", worker.DLQStream, m.Sequence, m.Time.UnixNano())
 }
 
-// isGone reports whether a failed delete found no message: the API says so
-// only in the text of the error, the server's "no message found".
+// isGone reports whether a failed delete found no message. The API says so
+// only in the text of the error, and in two ways: "no message found" when
+// the sequence is before the stream's first or past its last, "sequence N
+// not found" (err_code 10043) when it was deleted from between messages
+// still stored.
 func isGone(err error) bool {
-	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(err.Error(), "no message found")
+	if !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "no message found") || strings.Contains(s, "err_code=10043")
 }
 
 // wholeBody recovers the body of a dead letter that keeps only its start
