@@ -215,7 +215,9 @@ func read(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, sp sp
 	if s.CachedInfo().State.Msgs == 0 || sp.from > sp.to {
 		return nil, nil
 	}
-	cfg := jetstream.OrderedConsumerConfig{}
+	// The server drops an ordered consumer left behind (a killed status)
+	// after InactiveThreshold; a normal end deletes it at once.
+	cfg := jetstream.OrderedConsumerConfig{InactiveThreshold: 30 * time.Second}
 	if sp.from > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = sp.from
@@ -227,11 +229,18 @@ func read(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, sp sp
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", worker.Stream, err)
 	}
+	defer func() {
+		if info := c.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.DeleteConsumer(dctx, info.Name)
+		}
+	}()
 	it, err := c.Messages(jetstream.PullMaxMessages(500))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", worker.Stream, err)
 	}
-	defer it.Stop()
+	defer it.Stop() // before the delete above: deferred calls run last-in first-out
 	var out []Record
 	for {
 		wait, cancel := context.WithTimeout(ctx, stallTimeout)

@@ -175,3 +175,24 @@ func TestStatusFindsADeadLetterWhoseEventsExpired(t *testing.T) {
 		t.Errorf("onboardings %+v\n%s", obs, out.String())
 	}
 }
+
+// TestStatusLeavesNoConsumerBehind: every read of the event log uses an
+// ordered consumer of its own, which must be gone when status returns, or
+// each query would leave one on GUESTFLOW until the server drops it.
+func TestStatusLeavesNoConsumerBehind(t *testing.T) {
+	js := newJS(t, true)
+	store(t, js, flow(t, "ob-1", "ana@fabrikam.com", 5)...)
+	ctx := context.Background()
+	for _, q := range []string{"ana@fabrikam.com", "ob-1", "nobody@fabrikam.com"} {
+		if _, err := timeline.Status(ctx, js, q, timeline.Options{Scan: true}, &bytes.Buffer{}); err != nil && !strings.Contains(err.Error(), "no onboarding") {
+			t.Fatalf("status %s: %v", q, err)
+		}
+	}
+	s, err := js.Stream(ctx, worker.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range s.ConsumerNames(ctx).Name() {
+		t.Errorf("consumer %s is left on %s", name, worker.Stream)
+	}
+}
