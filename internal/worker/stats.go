@@ -20,6 +20,11 @@ type Stats struct {
 	// Recreated counts streams, buckets and consumers the runtime found
 	// deleted under it and created again.
 	Recreated atomic.Uint64
+	// StepTimeouts counts steps abandoned because they had not returned
+	// shortly after --step-timeout: steps that ignore their context. Each
+	// may have left a goroutine running in the process, which only a
+	// restart ends.
+	StepTimeouts atomic.Uint64
 }
 
 // DefaultStats is where a worker counts unless Options.Stats names another
