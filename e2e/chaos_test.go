@@ -48,8 +48,8 @@ import (
 //     directory (the workers must reconnect by themselves; the monitoring
 //     endpoint must show all three again), at two thirds worker 1.
 //   - --ack-wait 3s makes the broker redeliver what a killed worker held
-//     within the test; --max-attempts 30 keeps 10 % faults on each of the
-//     several calls an attempt makes from exhausting any attempt budget,
+//     within the test; --max-failures 30 keeps 10 % faults on each of the
+//     several calls an attempt makes from exhausting the failure budget,
 //     and --backoff-max 4s keeps the unlucky inputs' retries within the
 //     test's time (the default cap, two minutes, is for real outages).
 //   - Afterwards, once every consumer has settled, the emulator's counters
@@ -72,7 +72,7 @@ func TestChaos(t *testing.T) {
 		users       = 300
 		workerProcs = 3
 		ackWait     = 3 * time.Second
-		maxAttempts = 30
+		maxFailures = 30
 		backoffMax  = 4 * time.Second
 		publishRate = 3 // joined events per second: 100 s for all, so every kill lands while joins still arrive
 		budget      = 4 * time.Minute
@@ -148,7 +148,7 @@ func TestChaos(t *testing.T) {
 	for i := range workers {
 		workers[i] = newChaosProc(t, tmp, fmt.Sprintf("worker-%d", i), gf, env,
 			"worker", "all", "--config", cfgPath, "--nats", natsURL,
-			"--ack-wait", ackWait.String(), "--max-attempts", strconv.Itoa(maxAttempts),
+			"--ack-wait", ackWait.String(), "--max-failures", strconv.Itoa(maxFailures),
 			"--backoff-max", backoffMax.String(), "-v")
 		procs = append(procs, workers[i])
 		workers[i].start()

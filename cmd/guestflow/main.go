@@ -24,7 +24,11 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
+	// SIGTERM (Kubernetes, systemd) and Ctrl-C cancel ctx: workers stop
+	// pulling and drain (--drain-timeout). The first signal also restores
+	// the default handling, so a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop)
 	err := newRoot().ExecuteContext(ctx)
 	stop()
 	if err != nil {

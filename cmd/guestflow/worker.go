@@ -20,8 +20,10 @@ import (
 type workerFlags struct {
 	nats         string
 	concurrency  int
-	maxAttempts  int
+	maxFailures  int
 	ackWait      time.Duration
+	stepTimeout  time.Duration
+	drainTimeout time.Duration
 	syncDeadline time.Duration
 	throttleWait time.Duration
 	backoffMin   time.Duration
@@ -34,10 +36,22 @@ type workerFlags struct {
 
 func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 16, "messages one worker handles at once")
-	cmd.Flags().IntVar(&f.maxAttempts, "max-attempts", worker.DefaultMaxAttempts, "failed attempts a retryable failure gets before it is dead-lettered (waits for budget do not count)")
+	cmd.Flags().IntVar(&f.maxFailures, "max-failures", worker.DefaultMaxFailures,
+		"failed attempts a retryable failure gets before it is dead-lettered as attempts_exhausted (waits for budget and inputs handed back on shutdown do not count)")
+	// --max-attempts was the flag's first name. Attempts are deliveries
+	// everywhere else (Guestflow-Attempts, status, dlq list), and the flag
+	// never counted those; the old name stays, on the same variable, so
+	// that existing deployments keep working.
+	cmd.Flags().IntVar(&f.maxFailures, "max-attempts", worker.DefaultMaxFailures, "deprecated: use --max-failures")
+	_ = cmd.Flags().MarkDeprecated("max-attempts",
+		"use --max-failures (the same limit, on failed attempts; Guestflow-Attempts counts deliveries)")
 	cmd.Flags().DurationVar(&f.ackWait, "ack-wait", worker.DefaultAckWait, "how long the broker waits for an ack before redelivering")
+	cmd.Flags().DurationVar(&f.stepTimeout, "step-timeout", worker.DefaultStepTimeout,
+		"how long one call of a step may take; a step still running then is abandoned and the delivery is a failed attempt (may exceed --ack-wait: in-progress acks keep the message meanwhile)")
+	cmd.Flags().DurationVar(&f.drainTimeout, "drain-timeout", worker.DefaultDrainTimeout,
+		"on SIGTERM or Ctrl-C, how long the steps in flight may finish; the inputs of those still running are then handed back to the broker for another worker (keep it below the pod's terminationGracePeriodSeconds)")
 	cmd.Flags().DurationVar(&f.syncDeadline, "sync-deadline", 15*time.Minute, "how long the role step waits for the Dataverse user sync")
-	cmd.Flags().DurationVar(&f.throttleWait, "throttle-deadline", worker.DefaultThrottleDeadline, "how long an input may wait for Graph's budget (429s do not use up attempts)")
+	cmd.Flags().DurationVar(&f.throttleWait, "throttle-deadline", worker.DefaultThrottleDeadline, "how long an input may wait for Graph's budget (429s are not failed attempts)")
 	cmd.Flags().DurationVar(&f.backoffMin, "backoff-initial", worker.DefaultBackoffInitial,
 		"delay before the first retry when the service gave no Retry-After; doubled per failed attempt, with ±50% jitter")
 	cmd.Flags().DurationVar(&f.backoffMax, "backoff-max", worker.DefaultBackoffMax, "longest delay between retries without Retry-After")
@@ -52,15 +66,26 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 }
 
 // check rejects settings that would make the workers misbehave rather than
-// fail: no attempts, no concurrency, an ack wait that redelivers at once.
+// fail: no failures allowed, no concurrency, an ack wait that redelivers at
+// once, a step or a drain given no time.
+//
+// --step-timeout and --drain-timeout are not bounded by --ack-wait: while a
+// step runs, the worker sends in-progress acks every third of AckWait, and
+// goes on sending them during the drain, so the broker keeps the message
+// for as long as either takes. (Nor could they be: the worker works to the
+// shared consumer's AckWait, which may not be --ack-wait.)
 func (f *workerFlags) check() error {
 	switch {
 	case f.concurrency < 1:
 		return fmt.Errorf("--concurrency must be at least 1, not %d", f.concurrency)
-	case f.maxAttempts < 1:
-		return fmt.Errorf("--max-attempts must be at least 1, not %d", f.maxAttempts)
+	case f.maxFailures < 1:
+		return fmt.Errorf("--max-failures must be at least 1, not %d", f.maxFailures)
 	case f.ackWait < time.Second:
 		return fmt.Errorf("--ack-wait must be at least 1s, not %s", f.ackWait)
+	case f.stepTimeout <= 0:
+		return fmt.Errorf("--step-timeout must be more than 0, not %s", f.stepTimeout)
+	case f.drainTimeout <= 0:
+		return fmt.Errorf("--drain-timeout must be more than 0, not %s", f.drainTimeout)
 	case f.backoffMin <= 0 || f.backoffMax < f.backoffMin:
 		return fmt.Errorf("--backoff-initial (%s) must be more than 0 and at most --backoff-max (%s)", f.backoffMin, f.backoffMax)
 	case f.syncDeadline <= 0 || f.throttleWait <= 0:
@@ -82,7 +107,8 @@ func (f *workerFlags) stepOptions() app.StepOptions {
 
 func (f *workerFlags) options(g *globals) worker.Options {
 	return worker.Options{
-		Concurrency: f.concurrency, MaxAttempts: f.maxAttempts, AckWait: f.ackWait, Logger: g.logger(),
+		Concurrency: f.concurrency, MaxFailures: f.maxFailures, AckWait: f.ackWait, Logger: g.logger(),
+		StepTimeout: f.stepTimeout, DrainTimeout: f.drainTimeout,
 		ThrottleDeadline: f.throttleWait, Backoff: worker.Backoff(f.backoffMin, f.backoffMax),
 	}
 }
@@ -95,6 +121,9 @@ func newWorker(g *globals) *cobra.Command {
 		Long: `Run one or more step workers. Each consumes its event type from the GUESTFLOW stream
 with a durable consumer named after the step, calls Graph or Dataverse, publishes the
 next event and acks. Run as many replicas as you like: they share the consumer.
+On SIGTERM or Ctrl-C a worker stops pulling, lets the steps in flight finish for
+--drain-timeout and hands the inputs of the rest back to the broker, which
+redelivers them to another replica at once; a second signal exits at once.
 
 Credentials come from azidentity: AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET,
 workload identity or managed identity. Endpoints and instances come from --config.`,

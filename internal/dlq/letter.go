@@ -13,7 +13,7 @@ import (
 
 // Letter is one dead letter as GUESTFLOW_DLQ stores it, with the contract's
 // Guestflow-… headers (docs/dead-letters.md) read into fields. Header and Data are the stored
-// message, untouched.
+// message, untouched. Attempts is Guestflow-Attempts: the input's deliveries to the step.
 type Letter struct {
 	Seq     uint64
 	Subject string

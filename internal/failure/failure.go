@@ -20,11 +20,15 @@ const (
 	NoLicenseSeats  = "no_license_seats"
 	UnknownRole     = "unknown_role"
 	// UnknownGroup: an instance's securityGroupId names no group.
-	UnknownGroup      = "unknown_group"
-	UserNotSynced     = "user_not_synced"
-	Throttled         = "throttled"
-	GraphError        = "graph_error"
-	DataverseError    = "dataverse_error"
+	UnknownGroup   = "unknown_group"
+	UserNotSynced  = "user_not_synced"
+	Throttled      = "throttled"
+	GraphError     = "graph_error"
+	DataverseError = "dataverse_error"
+	// AttemptsExhausted: a retryable failure failed --max-failures times
+	// (the worker's MaxFailures), or workers died during that many
+	// attempts of the input. Attempts are deliveries; only the failed
+	// ones count.
 	AttemptsExhausted = "attempts_exhausted"
 	// AuthFailed: Entra ID refused the app's credentials; fix the client
 	// id, secret or federation, then replay.
@@ -80,8 +84,8 @@ type Error struct {
 	Reason    string
 	Err       error
 	permanent bool
-	// Deadline, when set, replaces the attempt limit for a retryable
-	// failure: keep retrying until this long after the input was first
+	// Deadline, when set, replaces the failure limit (--max-failures)
+	// for a retryable failure: keep retrying until this long after the input was first
 	// published (the role step's wait for the Dataverse sync).
 	Deadline time.Duration
 	// After is the delay before the retry, when the failure knows it.
@@ -98,15 +102,16 @@ func Permanent(reason string, err error) error {
 }
 
 // Retry marks err as retryable with a reason of its own, kept until deadline
-// after the input was first published (0: the runtime's attempt limit).
+// after the input was first published (0: the runtime's failure limit,
+// --max-failures).
 func Retry(reason string, err error, deadline time.Duration) error {
 	return &Error{Reason: reason, Err: err, Deadline: deadline}
 }
 
 // Throttle marks a call that was not made because the tenant's shared
 // Graph budget says to wait: retry after after. Throttling is bounded by the
-// runtime's throttle deadline, not by attempts, because waiting for budget
-// is not failing.
+// runtime's throttle deadline, not by --max-failures, because waiting for
+// budget is not failing.
 func Throttle(err error, after time.Duration) error {
 	return &Error{Reason: Throttled, Err: err, After: after}
 }

@@ -49,6 +49,7 @@ type Entry struct {
 }
 
 // DeadLetter is a dead letter of the onboarding still in GUESTFLOW_DLQ.
+// Attempts is Guestflow-Attempts: the input's deliveries to the step.
 type DeadLetter struct {
 	Seq        uint64    `json:"seq"`
 	Step       string    `json:"step"`

@@ -26,16 +26,20 @@ const LeaseBucket = "GUESTFLOW_LEASES"
 // (is the license assigned? is the role there?), and two checks at once
 // would both act. A lease is a key per input holding its expiry, renewed
 // with the in-progress acks; a lease whose worker died expires after
-// AckWait, as the broker's own delivery does.
+// AckWait, as the broker's own delivery does. A step abandoned at its
+// timeout or on shutdown gives its lease up while its goroutine may still
+// run (see runner.call): the one case where two runs can overlap, and one
+// more reason why steps check before they act.
 //
 // The same key counts failures, because the broker's delivery count cannot:
 // it also counts the redeliveries spent waiting for Graph's budget, the
-// ones turned away by a live lease and the ones a broker restart causes.
-// None of those is a failed attempt, and counting them would dead-letter
-// inputs and stretch their backoff under mere load. A failed attempt leaves
+// ones turned away by a live lease, the ones handed back when a worker
+// shuts down and the ones a broker restart causes. None of those is a
+// failed attempt, and counting them would dead-letter inputs and stretch
+// their backoff under mere load. A failed attempt leaves
 // the key behind, expired, with the count; a finished input deletes it.
 // Taking over a lease whose worker died counts as a failure too, and as a
-// death: an input whose workers died MaxAttempts times is dead-lettered
+// death: an input whose workers died MaxFailures times is dead-lettered
 // without running again, since it may be what kills them.
 //
 // A third count, unstored, is how many times the input's dead letter could
@@ -254,8 +258,9 @@ func (l *leases) failed(ctx context.Context, ls *lease, failures int) {
 	_, _ = l.write(ctx, ls, s.encode())
 }
 
-// free ends a held lease after a delivery that was not an attempt (it
-// waited for budget), keeping the count as it was.
+// free ends a held lease after a delivery that was not a failed attempt
+// (it waited for budget, or was handed back on shutdown), keeping the
+// counts as they were.
 func (l *leases) free(ctx context.Context, ls *lease) {
 	if ls.failures == 0 && ls.deaths == 0 && ls.unstored == 0 {
 		l.release(ctx, ls)

@@ -12,26 +12,42 @@ import (
 )
 
 // Options tune the runtime. The zero value is usable: SetDefaults fills in
-// the contract's defaults.
+// the defaults.
+//
+// "Attempts" are deliveries of an input to the step, everywhere: the
+// Guestflow-Attempts header, `guestflow status` and `dlq list` count them.
+// A failed attempt is a delivery whose step failed; only those count
+// against MaxFailures.
 type Options struct {
 	// AckWait is how long the server waits for an ack before redelivering;
 	// long steps extend it with in-progress acks.
 	AckWait time.Duration
-	// MaxAttempts is how many deliveries a retryable failure gets before it
-	// is dead-lettered (unless the failure carries its own deadline).
-	MaxAttempts int
+	// MaxFailures is how many failed attempts a retryable failure gets
+	// before it is dead-lettered as attempts_exhausted (unless the failure
+	// carries its own deadline). Deliveries that wait for Graph's budget,
+	// are turned away by a live lease or are handed back on shutdown are
+	// not failed attempts; the input's lease counts the failed ones.
+	MaxFailures int
 	// Concurrency is how many messages one worker handles at once.
 	Concurrency int
-	// StepTimeout bounds one call of the step.
+	// StepTimeout bounds one call of the step. The step's context ends
+	// then; a step that does not return soon after is abandoned (see
+	// runner.call) and the delivery is a failed attempt. It may be longer
+	// than AckWait: in-progress acks keep the message while the step runs.
 	StepTimeout time.Duration
+	// DrainTimeout is how long Run lets in-flight steps finish once its
+	// context is cancelled; the inputs of steps still running then are
+	// handed back to the broker (nak without delay) for another worker.
+	DrainTimeout time.Duration
 	// ThrottleDeadline bounds how long an input may wait for Graph's
 	// budget (429s and the shared write budget), measured from when it was
-	// published. Throttling does not use up attempts: under overload an
+	// published. Throttling is not a failed attempt: under overload an
 	// input may be told to wait many times without anything being wrong.
 	ThrottleDeadline time.Duration
 	// Backoff gives the redelivery delay after a failed attempt when the
-	// service did not name one with Retry-After.
-	Backoff func(attempt int) time.Duration
+	// service did not name one with Retry-After; its argument is the
+	// input's failures so far.
+	Backoff func(failures int) time.Duration
 	// DeadLetterTries is how many times, across deliveries, an input's
 	// dead letter may fail to be stored before the input is terminated
 	// without one (logged at Error, counted in Stats.Abandoned): a dead
@@ -44,15 +60,26 @@ type Options struct {
 	Now    func() time.Time
 }
 
-// Contract defaults.
+// Defaults.
 const (
 	DefaultAckWait     = 30 * time.Second
-	DefaultMaxAttempts = 10
+	DefaultMaxFailures = 10
+	// DefaultStepTimeout is generous for one step, which makes a handful
+	// of Graph or Dataverse calls that each answer within seconds: a step
+	// that takes longer is stuck, not slow.
+	DefaultStepTimeout = 2 * time.Minute
+	// DefaultDrainTimeout stays below Kubernetes' default
+	// terminationGracePeriodSeconds of 30 s, leaving a few seconds to hand
+	// back the inputs of the steps still running and close the
+	// connection before the kubelet's SIGKILL: an input handed back is
+	// redelivered to another replica at once, one left to the SIGKILL only
+	// after AckWait, and its lease then counts a failure and a death.
+	DefaultDrainTimeout = 25 * time.Second
 	// DefaultThrottleDeadline matches the contract's 15 minutes for waits.
 	DefaultThrottleDeadline = 15 * time.Minute
 	// The default backoff doubles from half a second to its two-minute
-	// cap, reached at the ninth failed attempt: the ten default attempts
-	// span about four minutes.
+	// cap, reached at the ninth failed attempt: the ten failures
+	// DefaultMaxFailures allows span about four minutes.
 	DefaultBackoffInitial = 500 * time.Millisecond
 	DefaultBackoffMax     = 2 * time.Minute
 	// DefaultDeadLetterTries rides out a DLQ stream that is briefly
@@ -66,8 +93,8 @@ func (o *Options) SetDefaults() {
 	if o.AckWait <= 0 {
 		o.AckWait = DefaultAckWait
 	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = DefaultMaxAttempts
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = DefaultMaxFailures
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
@@ -76,7 +103,10 @@ func (o *Options) SetDefaults() {
 		o.ThrottleDeadline = DefaultThrottleDeadline
 	}
 	if o.StepTimeout <= 0 {
-		o.StepTimeout = 2 * time.Minute
+		o.StepTimeout = DefaultStepTimeout
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
 	}
 	if o.Backoff == nil {
 		o.Backoff = Backoff(DefaultBackoffInitial, DefaultBackoffMax)
@@ -96,16 +126,18 @@ func (o *Options) SetDefaults() {
 }
 
 // Run consumes step.Subject with the durable consumer step.Name until ctx
-// is cancelled, then lets in-flight messages finish. It creates the streams
-// and the consumer first (see ensureConsumer for a consumer that exists
-// with other settings), and creates them again should they be deleted
-// while it runs.
+// is cancelled, and then drains (see drain): it stops pulling at once,
+// lets the steps in flight finish for up to o.DrainTimeout, and hands the
+// inputs of those still running back to the broker for another worker. It
+// creates the streams and the consumer first (see ensureConsumer for a
+// consumer that exists with other settings), and creates them again should
+// they be deleted while it runs.
 func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
 	o.SetDefaults()
 	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
 		return stopped(ctx, err)
 	}
-	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name)}
+	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name), handBack: make(chan struct{})}
 	cons, _, err := w.ensureConsumer(ctx)
 	if err != nil {
 		return stopped(ctx, err)
@@ -116,15 +148,15 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	}
 	ls.recreated = w.recreated
 	w.leases = ls
-	w.log.Info("worker started", "subject", step.Subject, "ackwait", w.ackWait())
+	w.log.Info("worker started", "subject", step.Subject, "ackwait", w.ackWait(),
+		"step_timeout", o.StepTimeout, "drain_timeout", o.DrainTimeout)
 	sem := make(chan struct{}, o.Concurrency)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer w.drain(&wg)
 	for {
 		began := time.Now()
 		err := w.consume(ctx, cons, sem, &wg)
 		if ctx.Err() != nil {
-			w.log.Info("worker stopped")
 			return nil
 		}
 		if errors.Is(err, jetstream.ErrConnectionClosed) {
@@ -144,6 +176,32 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	}
 }
 
+// drain waits for the deliveries in flight to end, for up to
+// o.DrainTimeout, and then hands back the inputs of the steps still
+// running: each is nak'ed without delay, so that another replica takes it
+// at once rather than after AckWait, and its lease is freed without
+// counting a failure or a death (the worker is stopping; the input did not
+// fail). The steps' goroutines are abandoned as after a step timeout (see
+// call), and the process exiting ends them.
+func (w *runner) drain(wg *sync.WaitGroup) {
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	t := time.NewTimer(w.o.DrainTimeout)
+	defer t.Stop()
+	if n := w.inflight.Load(); n > 0 {
+		w.log.Info("draining: letting the steps in flight finish", "inflight", n, "drain_timeout", w.o.DrainTimeout)
+	}
+	select {
+	case <-finished:
+	case <-t.C:
+		w.log.Warn("steps still running at --drain-timeout; handing their inputs back to the broker",
+			"inflight", w.inflight.Load(), "drain_timeout", w.o.DrainTimeout)
+		close(w.handBack)
+		<-finished
+	}
+	w.log.Info("worker stopped")
+}
+
 // consume pulls from cons until ctx ends or the consumer is gone, running
 // each message in its own goroutine, at most o.Concurrency at once.
 func (w *runner) consume(ctx context.Context, cons jetstream.Consumer, sem chan struct{}, wg *sync.WaitGroup) error {
@@ -157,26 +215,70 @@ func (w *runner) consume(ctx context.Context, cons jetstream.Consumer, sem chan 
 		return fmt.Errorf("consume %s: %w", w.step.Name, err)
 	}
 	defer iter.Stop()
-	defer context.AfterFunc(ctx, iter.Stop)()
+	// Shutdown drains rather than stops the iterator: Next still returns
+	// what the client had already pulled, so that it can be handed back
+	// at once instead of being dropped and redelivered after AckWait.
+	defer context.AfterFunc(ctx, iter.Drain)()
 	for {
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			w.handBackBuffered(iter)
+			return ctx.Err()
+		}
 		msg, err := iter.Next()
 		if err != nil {
 			<-sem
-			if ctx.Err() != nil || w.gone(ctx, err) {
+			if ctx.Err() != nil {
+				w.handBackBuffered(iter)
+				return err
+			}
+			if w.gone(ctx, err) {
 				return err
 			}
 			w.log.Warn("pull failed", "err", err)
 			continue
 		}
+		if ctx.Err() != nil {
+			// Pulled before the shutdown, handed to this loop after it.
+			<-sem
+			w.handBackUnstarted(msg)
+			w.handBackBuffered(iter)
+			return ctx.Err()
+		}
 		wg.Add(1)
+		w.inflight.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			// In-flight work finishes on its own clock: cancelling it on
-			// shutdown would only turn a nearly done step into a retry.
+			defer func() { <-sem; w.inflight.Add(-1); wg.Done() }()
+			// In-flight work finishes on its own clock until the drain
+			// ends: cancelling it at once on shutdown would only turn a
+			// nearly done step into a retry.
 			w.process(context.WithoutCancel(ctx), msg)
 		}()
 	}
+}
+
+// handBackBuffered hands back every message the drained iterator still
+// holds, without waiting longer than a second for one.
+func (w *runner) handBackBuffered(iter jetstream.MessagesContext) {
+	iter.Drain()
+	for {
+		msg, err := iter.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			return
+		}
+		w.handBackUnstarted(msg)
+	}
+}
+
+// handBackUnstarted naks, without delay, a message pulled during the
+// shutdown: no step ran, no lease was taken.
+func (w *runner) handBackUnstarted(msg jetstream.Msg) {
+	if err := msg.Nak(); err != nil {
+		w.log.Warn("handing back a message pulled during shutdown failed; the server redelivers it after AckWait", "err", err)
+		return
+	}
+	w.log.Info("handed back a message pulled during shutdown", "subject", msg.Subject())
 }
 
 // gone reports whether a pull error means the iterator will deliver

@@ -24,6 +24,11 @@ type Stats struct {
 	// GUESTFLOW_INDEX. Their onboardings go on; `guestflow status` may
 	// miss such a message unless run with --scan.
 	IndexFailures atomic.Uint64
+	// StepTimeouts counts steps abandoned because they had not returned
+	// shortly after --step-timeout: steps that ignore their context. Each
+	// may have left a goroutine running in the process, which only a
+	// restart ends.
+	StepTimeouts atomic.Uint64
 }
 
 // DefaultStats is where a worker counts unless Options.Stats names another

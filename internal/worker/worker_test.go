@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,22 +38,35 @@ func newHarness(t *testing.T) *harness {
 
 // run starts the invite-shaped step h until the test ends.
 func (h *harness) run(handler worker.Handler, o worker.Options) {
+	stop := h.start(handler, o)
+	h.t.Cleanup(func() {
+		if err := stop(); err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// start runs the invite-shaped step until stop, which cancels Run's
+// context and returns what Run returned (the test's end stops it too). It
+// returns once the consumer exists.
+func (h *harness) start(handler worker.Handler, o worker.Options) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- worker.Run(ctx, h.js, worker.Step{Name: "invite", Subject: events.SubjectJoined, Handler: handler}, o)
 	}()
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("Run: %v", err)
-		}
-	})
+	var err error
+	var once sync.Once
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	h.t.Cleanup(func() { _ = stop() })
 	// Publish only once the consumer exists, so tests measure delivery,
 	// not start-up.
 	for i := 0; ; i++ {
 		if _, err := h.js.Consumer(ctx, worker.Stream, "invite"); err == nil {
-			return
+			return stop
 		}
 		if i == 500 {
 			h.t.Fatal("the worker did not create its consumer")
@@ -256,7 +270,7 @@ func TestAttemptsExhaustedIsDeadLettered(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	o := fast
-	o.MaxAttempts = 3
+	o.MaxFailures = 3
 	h.run(worker.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
 		calls.Add(1)
 		return nil, errors.New("connection reset by peer")
@@ -275,7 +289,7 @@ func TestDeadlineReplacesAttemptLimit(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	o := fast
-	o.MaxAttempts = 2
+	o.MaxFailures = 2
 	h.run(worker.HandlerFunc(func(context.Context, event.Event) (*event.Event, error) {
 		calls.Add(1)
 		return nil, failure.Retry(failure.UserNotSynced, errors.New("not synced"), time.Second)
@@ -286,7 +300,7 @@ func TestDeadlineReplacesAttemptLimit(t *testing.T) {
 		t.Errorf("reason %q", got)
 	}
 	if calls.Load() <= 2 {
-		t.Errorf("only %d attempts: the deadline, not MaxAttempts, must bound a sync wait", calls.Load())
+		t.Errorf("only %d attempts: the deadline, not MaxFailures, must bound a sync wait", calls.Load())
 	}
 }
 
@@ -294,7 +308,7 @@ func TestThrottlingDoesNotUseUpAttempts(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	o := fast
-	o.MaxAttempts = 2
+	o.MaxFailures = 2
 	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
 		if calls.Add(1) <= 4 {
 			return nil, failure.Throttle(errors.New("write budget spent"), 20*time.Millisecond)
@@ -312,7 +326,7 @@ func TestFailuresAfterThrottlingGetTheirFullAttempts(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	o := fast
-	o.MaxAttempts = 2
+	o.MaxFailures = 2
 	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
 		if calls.Add(1) <= 4 {
 			return nil, failure.Throttle(errors.New("write budget spent"), 20*time.Millisecond)
@@ -324,7 +338,7 @@ func TestFailuresAfterThrottlingGetTheirFullAttempts(t *testing.T) {
 	if got := dl.Headers().Get(worker.HeaderReason); got != failure.AttemptsExhausted {
 		t.Errorf("reason %q", got)
 	}
-	// Four waits for budget, then the two failed attempts MaxAttempts allows.
+	// Four waits for budget, then the two failed attempts MaxFailures allows.
 	if calls.Load() != 6 {
 		t.Errorf("dead-lettered after %d calls, want 4 throttled + 2 failed", calls.Load())
 	}
@@ -340,7 +354,7 @@ func TestPanicIsAFailedAttempt(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	o := fast
-	o.MaxAttempts = 2
+	o.MaxFailures = 2
 	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
 		if events.OnboardingID(in) == "in-10" {
 			calls.Add(1)
@@ -370,7 +384,7 @@ func TestInputWhoseWorkersKeepDyingIsDeadLettered(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
 	o := fast
-	o.MaxAttempts = 3
+	o.MaxFailures = 3
 	// The lease of input 1 as the third worker to die on it left it: held,
 	// expired, two failures recorded before, both deaths.
 	kv, err := h.js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: worker.LeaseBucket, Storage: jetstream.FileStorage, TTL: 24 * time.Hour})
