@@ -319,7 +319,11 @@ func TestDeterministicFailuresAreDeadLetteredAtOnce(t *testing.T) {
 		errorHas           []string
 	}{
 		{"a business unit that does not exist", "role", failure.UnknownBusinessUnit,
-			func(c *config.Config) { in := c.Instances["sales"]; in.BusinessUnit = "Nowhere"; c.Instances["sales"] = in },
+			func(c *config.Config) {
+				in := c.Instances["sales"]
+				in.BusinessUnit = "Nowhere"
+				c.Instances["sales"] = in
+			},
 			[]string{`"Nowhere"`, "instances.sales.businessUnit", "replay"}},
 		{"an environment that does not exist", "role", failure.InvalidConfig,
 			func(c *config.Config) {
