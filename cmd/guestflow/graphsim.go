@@ -29,6 +29,7 @@ type simFlags struct {
 	replLag      time.Duration
 	seats        int
 	allowRemote  bool
+	deny         []string
 }
 
 // register adds the flags; addrFlag names the listen-address flag, which
@@ -36,6 +37,8 @@ type simFlags struct {
 func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, addrFlag, "127.0.0.1:9443", "emulator listen address; a loopback address unless --allow-remote")
+	fl.StringArrayVar(&f.deny, "deny", nil,
+		`answer this route 403 as for a missing permission, spelled as /_sim/stats spells it (repeatable), e.g. "POST /v1.0/users/{id}/sendMail"`)
 	fl.BoolVar(&f.allowRemote, "allow-remote", false,
 		"let the emulator listen on a non-loopback address: it issues tokens to anyone who knows its well-known dev secret")
 	fl.StringVar(&f.tenantID, "tenant-id", graphsim.DefaultTenantID, "the one tenant the emulator accepts")
@@ -86,7 +89,7 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	sim, err := graphsim.New(graphsim.Options{
 		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
 		WriteLimit: wl, InviteLimit: il, DataverseLimit: dl, DataverseConcurrency: f.dvConc, FaultRate: f.faultRate, DropRate: f.dropRate, Latency: f.latency,
-		SyncDelay: syncDelay, Seats: seats, ReplicationLag: f.replLag,
+		SyncDelay: syncDelay, Seats: seats, ReplicationLag: f.replLag, Deny: f.deny,
 	})
 	if err != nil {
 		return nil, err

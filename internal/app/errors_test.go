@@ -341,6 +341,31 @@ func TestTokenErrorsHaveTheirVerdict(t *testing.T) {
 	}
 }
 
+// TestMissingPermissionsArePermissionDenied covers each service's answer
+// to a call the app has no permission for.
+func TestMissingPermissionsArePermissionDenied(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, graphsim.Options{Deny: []string{
+		"POST /v1.0/users/{id}/sendMail",
+		"GET /instances/{instance}/api/data/v9.2/businessunits",
+		"POST /providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/{id}/addUser",
+	}}, "", nil)
+	for _, c := range []verdictCase{
+		{"graph", func(t *testing.T, e env) error {
+			return e.g.SendMail(ctx, directory.Mail{From: graphsim.SenderAddress, To: "a@fabrikam.example", Subject: "s", HTML: "<p>x</p>"})
+		}, 403, "Authorization_RequestDenied", false, failure.PermissionDenied},
+		{"dataverse", func(t *testing.T, e env) error {
+			_, err := e.dv.BusinessUnit(ctx, e.instance("sales"), "")
+			return err
+		}, 403, "0x80040220", false, failure.PermissionDenied},
+		{"power platform", func(t *testing.T, e env) error {
+			return e.dv.ForceSync(ctx, e.url, graphsim.SalesEnvironmentID, graphsim.MeganUserID)
+		}, 403, "AuthorizationFailed", false, failure.PermissionDenied},
+	} {
+		t.Run(c.name, func(t *testing.T) { check(t, c, c.call(t, e)) })
+	}
+}
+
 // TestThrottlingAndOutagesAreRetried covers the emulator's 429s (budgets,
 // Dataverse's service protection) and its injected faults: all retryable,
 // 429s with the Retry-After the service named.

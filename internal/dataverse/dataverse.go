@@ -269,7 +269,9 @@ func webAPIKind(r *failure.Remote) failure.Kind {
 // Power Platform yet, with 403 (or 400 and a code naming the cause), for
 // minutes after the assignment: that is a wait, not a failure. A user it
 // cannot find yet is the same directory lag Graph shows. Only the codes
-// about the request itself, the environment and the token are final.
+// about the request itself, the environment, the app's authorization
+// (AuthorizationFailed, as Azure's resource APIs say it) and the token are
+// final.
 func powerPlatformKind(r *failure.Remote) failure.Kind {
 	switch {
 	case r.Status == http.StatusUnauthorized:
@@ -278,6 +280,9 @@ func powerPlatformKind(r *failure.Remote) failure.Kind {
 		return failure.KindNotFoundEnvironment
 	case r.Status == http.StatusNotFound && r.Code == "UserNotFound":
 		return failure.KindReplicationLag
+	case r.Status == http.StatusForbidden && r.Code == "AuthorizationFailed":
+		// Azure's answer to a caller without the admin role.
+		return failure.KindPermission
 	case r.Status == http.StatusForbidden:
 		return failure.KindNotSynced
 	case r.Status == http.StatusBadRequest:

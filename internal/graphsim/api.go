@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,6 +145,10 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 		return
 	}
 	c.rt, c.params = rt, params
+	if slices.Contains(s.opts.Deny, r.Method+" "+rt.pattern) {
+		c.denied()
+		return
+	}
 	if rt.budget != noBudget && !c.admit() {
 		return
 	}
@@ -151,6 +156,21 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 		return
 	}
 	rt.handle(c)
+}
+
+// denied answers a call the app has no permission for, in each service's
+// words.
+func (c *call) denied() {
+	switch {
+	case c.bap:
+		c.fail(http.StatusForbidden, "AuthorizationFailed", fmt.Sprintf(
+			"The client '%s' does not have authorization to perform action '%s' over scope '%s'.", c.s.opts.ClientID, c.r.Method, c.r.URL.Path))
+	case c.dataverse:
+		c.fail(http.StatusForbidden, "0x80040220", fmt.Sprintf(
+			"Principal user (Id=%s, type=8) is missing a privilege for %s %s. Consider adding the privilege to one of the principal's security roles.", c.s.opts.ClientID, c.r.Method, c.rt.pattern))
+	default:
+		c.fail(http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+	}
 }
 
 // instanceName is the instance a Dataverse path names:

@@ -75,6 +75,13 @@ type Options struct {
 	// Entra's directory replication does. Zero disables it.
 	ReplicationLag time.Duration
 
+	// Deny lists routes, spelled as /_sim/stats spells them ("POST
+	// /v1.0/users/{id}/sendMail"), that the app is not allowed to call:
+	// they answer 403 as each service does for a missing permission
+	// (Graph's Authorization_RequestDenied, Dataverse's missing privilege,
+	// the admin API's AuthorizationFailed), after authentication.
+	Deny []string
+
 	// Logf, when set, receives one line per request.
 	Logf func(format string, args ...any)
 }
