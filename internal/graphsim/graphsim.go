@@ -102,6 +102,7 @@ type Sim struct {
 	budgets    *budgets
 	protection *protection
 	stats      stats
+	issued     issuedTokens
 	skew       atomic.Int64 // added to the wall clock; lets tests move time forward
 
 	mu sync.Mutex // guards st

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -242,6 +243,7 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 		Aud: aud, Iss: origin(r) + "/" + s.opts.TenantID + "/", Tid: s.opts.TenantID, AppID: clientID,
 		Iat: now.Unix(), Nbf: now.Unix(), Exp: now.Add(tokenLifetime).Unix(), Jti: uuid.NewString(), Ver: "1.0",
 	})
+	s.issued.add(token)
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -344,4 +346,32 @@ func (s *Sim) aadError(w http.ResponseWriter, r *http.Request, status int, errNa
 		"correlation_id":    corr,
 		"error_uri":         fmt.Sprintf("%s/error?code=%d", origin(r), code),
 	})
+}
+
+// issuedTokens remembers the newest access tokens the emulator issued, so
+// that tests can look for them where no token may appear (logs, dead
+// letters, metrics). Bounded: a long-running emulator keeps only the newest.
+type issuedTokens struct {
+	mu     sync.Mutex
+	tokens []string
+}
+
+const maxIssuedTokens = 1000
+
+func (t *issuedTokens) add(tok string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.tokens) == maxIssuedTokens {
+		t.tokens = t.tokens[1:]
+	}
+	t.tokens = append(t.tokens, tok)
+}
+
+// IssuedTokens returns the newest access tokens the token endpoint issued
+// (up to 1,000), oldest first. Only tests need it; it is not served over
+// HTTP, since a token is a credential.
+func (s *Sim) IssuedTokens() []string {
+	s.issued.mu.Lock()
+	defer s.issued.mu.Unlock()
+	return append([]string(nil), s.issued.tokens...)
 }
