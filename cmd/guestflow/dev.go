@@ -65,6 +65,7 @@ tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`
 	fl.BoolVar(&demo, "demo", true, "publish one demo joined event and print its progress")
 	sf.register(cmd, "graphsim-addr")
 	wf.register(cmd)
+	wf.ops.register(cmd, "127.0.0.1:9464")
 	return cmd
 }
 
@@ -78,6 +79,11 @@ type devSetup struct {
 }
 
 func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s devSetup) error {
+	stopTracing, err := startTracing(ctx, "guestflow-dev", g)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	host, portStr, err := net.SplitHostPort(s.natsAddr)
 	if err != nil {
 		return fmt.Errorf("--nats-addr: %w", err)
@@ -137,6 +143,9 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return runWorkers(ctx, cfg, creds, app.StepNames, s.workers, g) })
 	fmt.Fprintln(out, "workers     invite, license, role, notify")
+	if a := s.workers.ops.addr; a != "" {
+		fmt.Fprintf(out, "ops         http://%s (/livez, /readyz, /metrics)\n", a)
+	}
 
 	if s.demo {
 		id := uuid.NewString()

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +31,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -47,8 +60,9 @@ func TestDevOnboardsTheDemoUserAndKeepsServing(t *testing.T) {
 	out := &syncBuffer{}
 	root := newRoot()
 	root.SetOut(out)
+	opsAddr := "127.0.0.1:" + freePort(t)
 	root.SetArgs([]string{"dev", "--nats-addr", "127.0.0.1:" + freePort(t), "--monitor-port", "0",
-		"--graphsim-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--sync-delay", "200ms"})
+		"--graphsim-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--sync-delay", "200ms", "--ops-addr", opsAddr})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 
@@ -67,6 +81,22 @@ func TestDevOnboardsTheDemoUserAndKeepsServing(t *testing.T) {
 		if !strings.Contains(out.String(), step) {
 			t.Errorf("progress lacks %q:\n%s", step, out)
 		}
+	}
+	// Every worker's readiness: NATS, the four consumers, a token.
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, body = httpGet(t, "http://"+opsAddr+"/readyz"); code == http.StatusOK {
+			break
+		}
+	}
+	for _, want := range []string{"ready\n", "ok    nats\n", "ok    consumer invite\n", "ok    consumer notify\n", "ok    token\n"} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/readyz %d, lacks %q:\n%s", code, want, body)
+		}
+	}
+	if code, body := httpGet(t, "http://"+opsAddr+"/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics %d:\n%.300s", code, body)
 	}
 	select {
 	case err := <-done:

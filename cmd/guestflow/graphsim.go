@@ -135,6 +135,7 @@ func loopbackOnly(addr string, allowed bool) error {
 
 func newGraphsim(g *globals) *cobra.Command {
 	f := &simFlags{}
+	var of opsFlags
 	var caOut, printConfig string
 	cmd := &cobra.Command{
 		Use:   "graphsim",
@@ -173,11 +174,21 @@ Inspection API (plain JSON): /_sim/users, /_sim/instances, /_sim/mail, /_sim/sku
 			if printConfig != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "configuration written to %s, CA to %s\n", printConfig, caOut)
 			}
+			// Ready once listening, which it is by now.
+			srv, err := of.start(cmd.Context(), g.logger())
+			if err != nil {
+				return err
+			}
+			if srv != nil {
+				defer srv.Shutdown()
+				fmt.Fprintf(cmd.OutOrStdout(), "ops server on http://%s (/livez, /readyz, /metrics)\n", srv.Addr())
+			}
 			<-cmd.Context().Done()
 			return nil
 		},
 	}
 	f.register(cmd, "addr")
+	of.register(cmd, "")
 	cmd.Flags().StringVar(&caOut, "ca-out", "", "write the emulator's CA certificate (PEM) to this file")
 	cmd.Flags().StringVar(&printConfig, "print-config", "", "write a guestflow.yaml for the seeded tenant to this file (the CA goes beside it unless --ca-out)")
 	return cmd

@@ -12,6 +12,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/ops"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 )
@@ -32,6 +33,9 @@ type workerFlags struct {
 	inviteRate   float64
 	coordinate   bool
 	sdkRetry     bool
+	// ops is the ops server of the process (registered by each command,
+	// with its own default address).
+	ops opsFlags
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -146,11 +150,21 @@ workload identity or managed identity. Endpoints and instances come from --confi
 			if f.nats != "" {
 				cfg.NATS.URL = f.nats
 			}
+			service := "guestflow-worker"
+			if len(names) == 1 {
+				service = "guestflow-" + names[0]
+			}
+			stopTracing, err := startTracing(cmd.Context(), service, g)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			return runWorkers(cmd.Context(), cfg, credentialsFromEnv(), names, f, g)
 		},
 	}
 	cmd.Flags().StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url of the configuration)")
 	f.register(cmd)
+	f.ops.register(cmd, "")
 	return cmd
 }
 
@@ -161,9 +175,26 @@ func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, n
 		return err
 	}
 	defer nc.Close()
-	steps, err := app.BuildSteps(ctx, cfg, creds, js, names, f.stepOptions())
+	so := f.stepOptions()
+	so.Token = &app.FirstToken{}
+	steps, err := app.BuildSteps(ctx, cfg, creds, js, names, so)
 	if err != nil {
 		return err
+	}
+	// Ready: connected to NATS, every step's consumer there, and the
+	// app's identity able to get a token.
+	checks := []ops.Check{ops.NATSConnected(nc)}
+	for _, s := range steps {
+		checks = append(checks, ops.ConsumerBound(js, worker.Stream, s.Name))
+	}
+	checks = append(checks, ops.Check{Name: "token", Run: so.Token.Check})
+	srv, err := f.ops.start(ctx, g.logger(), checks...)
+	if err != nil {
+		return err
+	}
+	if srv != nil {
+		// After the drain: a draining worker is alive, not ready.
+		defer srv.Shutdown()
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	for _, s := range steps {

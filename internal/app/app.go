@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/guestflow/guestflow/functions/invite"
 	"github.com/guestflow/guestflow/functions/license"
@@ -21,6 +22,7 @@ import (
 	"github.com/guestflow/guestflow/internal/graph"
 	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/internal/memo"
+	"github.com/guestflow/guestflow/internal/telemetry"
 	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
@@ -44,14 +46,24 @@ type StepOptions struct {
 	Throttle *throttle.Options
 	// SDKRetry turns kiota's retry handler on (the baseline only).
 	SDKRetry bool
+	// TracerProvider traces the steps and their Graph and Dataverse
+	// calls (package telemetry); nil means the global provider, a no-op
+	// one unless telemetry.Start set it.
+	TracerProvider trace.TracerProvider
+	// Token, when set, learns whether the steps' credential has produced
+	// a token: a readiness check for the ops server.
+	Token *FirstToken
 }
 
 // BuildSteps wires the named steps to Graph, Dataverse, the tenant's shared
 // budget and the memo.
 func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js jetstream.JetStream, names []string, so StepOptions) ([]worker.Step, error) {
-	hc, cred, err := appIdentity(cfg, creds)
+	hc, cred, err := appIdentity(cfg, creds, so.TracerProvider)
 	if err != nil {
 		return nil, err
+	}
+	if so.Token != nil {
+		cred = so.Token.watch(cred, graphScope(cfg.Tenant.GraphURL))
 	}
 	gopts := graph.Options{SDKRetry: so.SDKRetry}
 	dvc := hc
@@ -102,6 +114,7 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 			return nil, fmt.Errorf("unknown step %q (steps: invite, license, role, notify, all)", n)
 		}
 		s.Name = n
+		s.Handler = telemetry.Step(so.TracerProvider, n, s.Subject)(s.Handler)
 		steps = append(steps, s)
 	}
 	return steps, nil

@@ -34,6 +34,9 @@ const (
 	// ExtTraceparent is the W3C trace context of the CloudEvents
 	// distributed-tracing extension.
 	ExtTraceparent = "traceparent"
+	// ExtTracestate is the vendor part of the tracing extension. It
+	// belongs to the traceparent it came with.
+	ExtTracestate = "tracestate"
 )
 
 var subjects = map[string]string{

@@ -55,17 +55,13 @@ func Next(in event.Event, step, typ string, data any, now time.Time) (event.Even
 		out.SetExtension(ExtTraceparent, tp.child(id).String())
 	} else {
 		out.SetExtension(ExtTraceparent, newTrace(onboarding, id).String())
-		out.SetExtension(extTracestate, nil)
+		out.SetExtension(ExtTracestate, nil)
 	}
 	if err := out.Validate(); err != nil {
 		return event.Event{}, fmt.Errorf("events: next: %w", err)
 	}
 	return out, nil
 }
-
-// extTracestate is the vendor part of the tracing extension. It belongs to
-// the traceparent it came with.
-const extTracestate = "tracestate"
 
 func emailIn(data []byte) string {
 	var d struct {

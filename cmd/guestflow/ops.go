@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/guestflow/guestflow/internal/ops"
+	"github.com/guestflow/guestflow/internal/telemetry"
+)
+
+// opsFlags open the ops server (probes, metrics, pprof) of a long-running
+// command: worker, dev and graphsim.
+type opsFlags struct {
+	addr  string
+	pprof bool
+}
+
+// register adds --ops-addr, off unless def is given, and --pprof.
+func (f *opsFlags) register(cmd *cobra.Command, def string) {
+	help := "serve /livez, /readyz and /metrics on this address, e.g. :9464 (empty: no ops server)"
+	if def != "" {
+		help = "serve /livez, /readyz and /metrics on this address (empty: no ops server)"
+	}
+	cmd.Flags().StringVar(&f.addr, "ops-addr", def, help)
+	cmd.Flags().BoolVar(&f.pprof, "pprof", false,
+		"also serve net/http/pprof under /debug/pprof/ on --ops-addr (profiles and command line: keep the port private)")
+}
+
+// start opens the ops server, or returns nil when --ops-addr is empty. Its
+// readiness fails once ctx ends; the caller shuts it down when done.
+func (f *opsFlags) start(ctx context.Context, log *slog.Logger, checks ...ops.Check) (*ops.Server, error) {
+	if f.addr == "" {
+		return nil, nil
+	}
+	return ops.Start(ctx, ops.Options{Addr: f.addr, Pprof: f.pprof, Checks: checks, Logger: log})
+}
+
+// startTracing sets up OpenTelemetry tracing from the OTEL_* variables,
+// when they name an endpoint, under the default service name service. The
+// function it returns flushes the spans not exported yet.
+func startTracing(ctx context.Context, service string, g *globals) (func(), error) {
+	log := g.logger()
+	shutdown, on, err := telemetry.Start(ctx, telemetry.Options{
+		ServiceName: service, Version: moduleVersion(), Getenv: os.Getenv, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if on {
+		log.Info("tracing on: exporting spans over OTLP", "service", service)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("traces not all exported", "err", err)
+		}
+	}, nil
+}
+
+// moduleVersion is service.version: the module's version (a tag, or
+// "(devel)" from a checkout), with the VCS revision when there is one.
+func moduleVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += "+" + s.Value[:12]
+		}
+	}
+	return v
+}
