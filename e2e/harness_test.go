@@ -60,6 +60,9 @@ func start(t *testing.T, opts graphsim.Options, mods ...func(*setup)) *system {
 		steps: app.StepOptions{SyncDeadline: time.Minute, Throttle: &throttle.Options{WriteRate: 500, InviteRate: 500}},
 		worker: worker.Options{
 			Backoff: worker.Backoff(200*time.Millisecond, 2*time.Second),
+			// A test ends with steps still waiting (a sync, a backoff):
+			// hand them back at once rather than after the 25 s default.
+			DrainTimeout: 500 * time.Millisecond,
 			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		},
 	}

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/guestflow/guestflow/internal/dlq"
 	"github.com/guestflow/guestflow/internal/graphsim"
 	"github.com/guestflow/guestflow/internal/timeline"
@@ -39,7 +42,7 @@ func (s *syncBuffer) String() string {
 // (a spent budget), injected 5xx and dropped connections — and scans all
 // that guestflow writes for an operator to read: the logs, every dead
 // letter's headers and body, and the text and JSON of `status`, `dlq list`
-// and `dlq show`. No client secret, no token the emulator issued and no
+// and `dlq show`, and the metrics. No client secret, no token the emulator issued and no
 // Authorization value may appear in any of it. Redaction belongs at the
 // source (the error types); this test does not filter anything.
 func TestNoSecretReachesAnyOutput(t *testing.T) {
@@ -107,6 +110,19 @@ func TestNoSecretReachesAnyOutput(t *testing.T) {
 		Deny:       []string{"POST /v1.0/users/{id}/sendMail"},
 	}, "", 8)
 	run("wrongsecret", graphsim.Options{}, wrongSecret, 2)
+	// The workers ran in this process: the default registry holds their
+	// metrics, labels included.
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics bytes.Buffer
+	for _, f := range families {
+		if _, err := expfmt.MetricFamilyToText(&metrics, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outputs = append(outputs, "metrics\n"+metrics.String())
 
 	if len(tokens) == 0 {
 		t.Fatal("the emulator issued no token: the scan would prove nothing")
