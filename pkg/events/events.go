@@ -34,6 +34,10 @@ const (
 	// ExtTraceparent is the W3C trace context of the CloudEvents
 	// distributed-tracing extension.
 	ExtTraceparent = "traceparent"
+	// ExtJoinedTime is when the onboarding joined (the joined event's
+	// time), RFC 3339 in UTC, carried unchanged through every later
+	// event: the start of the onboarding's duration.
+	ExtJoinedTime = "joinedtime"
 )
 
 var subjects = map[string]string{
