@@ -115,11 +115,16 @@ func init() {
 	}
 }
 
-// InitStep creates step's series with known labels at zero; the worker
-// calls it when it starts.
-func InitStep(step string) {
+// InitStep creates step's series with known labels at zero, the
+// dead-letter reasons among them; the worker calls it when it starts. An
+// alert on increase() then sees a step's first dead letter with a given
+// reason, which a series born with it at 1 would hide.
+func InitStep(step string, reasons []string) {
 	for _, r := range Results {
 		StepResults.WithLabelValues(step, r)
+	}
+	for _, r := range reasons {
+		DeadLetters.WithLabelValues(step, r)
 	}
 	StepDuration.WithLabelValues(step)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/metrics"
 )
 
@@ -161,7 +162,7 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	w.leases = ls
 	w.log.Info("worker started", "subject", step.Subject, "ackwait", w.ackWait(),
 		"step_timeout", o.StepTimeout, "drain_timeout", o.DrainTimeout)
-	metrics.InitStep(step.Name)
+	metrics.InitStep(step.Name, failure.Reasons)
 	pending := w.reportPending(ctx, cons)
 	defer pending()
 	sem := make(chan struct{}, o.Concurrency)
