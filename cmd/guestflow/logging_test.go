@@ -43,7 +43,10 @@ func TestLogLevel(t *testing.T) {
 	} {
 		g := tc.g
 		g.stderr = &bytes.Buffer{}
-		if err := g.setupLogging(); err != nil && g.logFormat != "" {
+		if g.logFormat == "" {
+			g.logFormat = "text" // the flag's default
+		}
+		if err := g.setupLogging(); err != nil {
 			t.Fatal(err)
 		}
 		log := g.logger()
