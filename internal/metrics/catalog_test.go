@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
@@ -86,6 +87,18 @@ func TestEveryDefIsRegistered(t *testing.T) {
 	}
 	for name := range want {
 		t.Errorf("%s is in metrics.Defs but not served (a vector this test does not touch?)", name)
+	}
+	// Prometheus' naming conventions: _total on counters, base units.
+	var names []string
+	for _, d := range metrics.Defs() {
+		names = append(names, d.Name)
+	}
+	problems, err := testutil.GatherAndLint(prometheus.DefaultGatherer, names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
 
