@@ -294,7 +294,7 @@ func TestChaos(t *testing.T) {
 			}
 			fmt.Fprintf(&b, "\n  %s (%s, %s) is not onboarded; last log lines about it:", p.id, p.email, p.instance)
 			for _, w := range workers {
-				for _, l := range w.grep("onboardingid="+p.id+" ", 3) {
+				for _, l := range w.grep("onboarding_id="+p.id+" ", 3) {
 					fmt.Fprintf(&b, "\n    %s: %s", w.name, l)
 				}
 			}

@@ -257,7 +257,7 @@ func (p *chaosProc) summary(top int) []string {
 	count := map[string]int{}
 	for _, line := range strings.Split(string(b), "\n") {
 		m := chaosLogMsg.FindStringSubmatch(line)
-		if m == nil || (m[1] == "INFO" && !strings.Contains(m[2], "retrying")) {
+		if m == nil || (m[1] == "INFO" && m[2] != "step retried" && m[2] != "step throttled") {
 			continue
 		}
 		key := m[1] + " " + m[2] + " step=" + m[3]

@@ -51,7 +51,7 @@ Progress goes to stderr.`,
 			if o.Exe, err = os.Executable(); err != nil {
 				return err
 			}
-			o.Progress = cmd.ErrOrStderr()
+			o.Progress = g.output(cmd)
 			if o.WriteRate <= 0 {
 				o.WriteRate = 0.95 * float64(l.N) / l.Per.Seconds()
 			}

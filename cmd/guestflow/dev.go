@@ -53,6 +53,7 @@ tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`
 			if err := wf.check(); err != nil {
 				return err
 			}
+			wf.deprecations(cmd.Flags(), g.logger())
 			return runDev(cmd.Context(), cmd.OutOrStdout(), g, cmd.Flags().Changed("config"), devSetup{
 				sim: &sf, workers: &wf, natsAddr: natsAddr, monitor: monitor, dataDir: dataDir, demo: demo,
 			})

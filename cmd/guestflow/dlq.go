@@ -250,7 +250,7 @@ replayed; the failures are listed by sequence.`,
 			defer nc.Close()
 			var finish func()
 			if !ro.DryRun {
-				ro.Progress, finish = newReplayProgress(cmd.ErrOrStderr())
+				ro.Progress, finish = newReplayProgress(g.output(cmd))
 				defer finish()
 			}
 			_, err = dlq.ReplayMatching(cmd.Context(), js, ro, cmd.OutOrStdout())
@@ -321,7 +321,7 @@ published; replay the rest.`,
 			defer nc.Close()
 			po := dlq.PurgeOptions{Filter: flt}
 			if !yes {
-				po.Confirm = confirmPurge(cmd.InOrStdin(), cmd.ErrOrStderr(), flt)
+				po.Confirm = confirmPurge(cmd.InOrStdin(), g.output(cmd), flt)
 			}
 			_, err = dlq.Purge(cmd.Context(), js, po, cmd.OutOrStdout())
 			return err
@@ -343,6 +343,9 @@ func confirmPurge(in io.Reader, prompt io.Writer, flt dlq.Filter) func(int) (boo
 			return false, fmt.Errorf("refusing to delete %s without confirmation: stdin is not a terminal; pass --yes to delete them", what)
 		}
 		fmt.Fprintf(prompt, "Delete %s (%s)? [y/N] ", what, flt)
+		if f, ok := prompt.(interface{ Flush() error }); ok {
+			_ = f.Flush() // --log-format json: the question is a line of its own
+		}
 		answer, err := bufio.NewReader(in).ReadString('\n')
 		if err != nil && answer == "" {
 			return false, nil

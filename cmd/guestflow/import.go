@@ -108,7 +108,7 @@ published: their onboardings are in the stream.`,
 				return fmt.Errorf("--max-pending must be at least 1, not %d", f.maxPending)
 			}
 			f.defaults.Roles = splitRoles(f.roles)
-			return runImport(cmd.Context(), cmd.ErrOrStderr(), g, cmd.Flags().Changed("config"), args[0], f)
+			return runImport(cmd.Context(), g.output(cmd), g, cmd.Flags().Changed("config"), args[0], f)
 		},
 	}
 	fl := cmd.Flags()

@@ -3,13 +3,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -29,10 +35,11 @@ func main() {
 	// the default handling, so a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	context.AfterFunc(ctx, stop)
-	err := newRoot().ExecuteContext(ctx)
+	g := &globals{stderr: os.Stderr, installDefault: true}
+	err := newRootWith(g).ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "guestflow:", err)
+		g.reportError(err)
 		var ee *exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)
@@ -41,14 +48,32 @@ func main() {
 	}
 }
 
-// globals are the flags every command shares.
+// globals are the flags every command shares, and what main derives from
+// them: the logger every command logs to stderr with.
 type globals struct {
 	configPath string
 	verbose    bool
+	logFormat  string
+	logLevel   string
+
+	// stderr is where logs go; nil is os.Stderr.
+	stderr io.Writer
+	// installDefault makes the logger slog's default, which the log
+	// package (net/http's server errors) writes through too. Only main
+	// sets it: tests build many roots in one process.
+	installDefault bool
+	log            *slog.Logger
 }
 
-func newRoot() *cobra.Command {
-	g := &globals{}
+// Log formats and levels of --log-format and --log-level.
+var (
+	logFormats = []string{"text", "json"}
+	logLevels  = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+)
+
+func newRoot() *cobra.Command { return newRootWith(&globals{}) }
+
+func newRootWith(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "guestflow",
 		Short: "Onboard external (B2B guest) users into Dynamics 365 / Dataverse",
@@ -61,20 +86,136 @@ Start with:  guestflow dev`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version(),
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			return g.setupLogging()
+		},
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&g.configPath, "config", "guestflow.yaml",
 		"configuration file; every value can be overridden by a GUESTFLOW_… environment variable")
-	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step's work to stderr")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step's work to stderr (the same as --log-level info)")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text",
+		"how stderr is written: text (logfmt-style lines), or json (one JSON object a line, for a log pipeline)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "",
+		"the least severe log lines written: debug, info, warn or error (default warn, or info with -v)")
 	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newImport(g), newBench(g), newDLQ(g), newStatus(g), newVersion())
 	return root
 }
 
-// logger logs to stderr: warnings by default, everything with -v.
+// setupLogging checks --log-format and --log-level and builds the logger.
+func (g *globals) setupLogging() error {
+	if !slices.Contains(logFormats, g.logFormat) {
+		return fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+	}
+	if _, ok := logLevels[g.logLevel]; g.logLevel != "" && !ok {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	g.log = nil
+	log := g.logger()
+	if g.installDefault {
+		slog.SetDefault(log)
+		// What the log package prints (an HTTP server's TLS handshake
+		// errors) was always shown; keep it above the default level.
+		slog.SetLogLoggerLevel(slog.LevelWarn)
+	}
+	return nil
+}
+
+// logger logs to stderr: warnings by default, info with -v, or what
+// --log-level says; as text, or one JSON object a line with --log-format
+// json. Settings it does not know (before setupLogging checked them) give
+// the defaults.
 func (g *globals) logger() *slog.Logger {
+	if g.log != nil {
+		return g.log
+	}
 	level := slog.LevelWarn
 	if g.verbose {
 		level = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if l, ok := logLevels[g.logLevel]; ok {
+		level = l
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if g.json() {
+		g.log = slog.New(slog.NewJSONHandler(g.errWriter(), opts))
+	} else {
+		g.log = slog.New(slog.NewTextHandler(g.errWriter(), opts))
+	}
+	return g.log
+}
+
+func (g *globals) json() bool { return g.logFormat == "json" }
+
+func (g *globals) errWriter() io.Writer {
+	if g.stderr == nil {
+		return os.Stderr
+	}
+	return g.stderr
+}
+
+// output is where a command writes what it tells people on stderr (import's
+// rejected rows and summary, bench's progress, purge's question): cmd's
+// stderr as it is, or with --log-format json a writer that makes each line
+// one JSON object, so that nothing else on stderr breaks a log pipeline.
+func (g *globals) output(cmd *cobra.Command) io.Writer {
+	if !g.json() {
+		return cmd.ErrOrStderr()
+	}
+	return &jsonLines{h: slog.NewJSONHandler(cmd.ErrOrStderr(), nil)}
+}
+
+// reportError writes the error a command ended with: "guestflow: <error>",
+// or as a JSON object with --log-format json.
+func (g *globals) reportError(err error) {
+	if g.json() {
+		slog.New(slog.NewJSONHandler(g.errWriter(), nil)).Error("command failed", "err", err.Error())
+		return
+	}
+	fmt.Fprintln(g.errWriter(), "guestflow:", err)
+}
+
+// jsonLines writes each line written to it as one JSON log record at Info
+// level, its text the record's msg. These lines are a command's output
+// rather than logs: text mode prints them whatever --log-level says, and
+// so does this.
+type jsonLines struct {
+	mu  sync.Mutex
+	h   slog.Handler
+	buf []byte
+}
+
+func (j *jsonLines) Write(p []byte) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.buf = append(j.buf, p...)
+	for {
+		i := bytes.IndexByte(j.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		line := string(j.buf[:i])
+		j.buf = j.buf[i+1:]
+		if err := j.emit(line); err != nil {
+			return len(p), err
+		}
+	}
+}
+
+// Flush writes a line not ended yet, such as a question waiting for its
+// answer on the same line.
+func (j *jsonLines) Flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	line := string(j.buf)
+	j.buf = nil
+	return j.emit(line)
+}
+
+func (j *jsonLines) emit(line string) error {
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return nil
+	}
+	return j.h.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelInfo, line, 0))
 }

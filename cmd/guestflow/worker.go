@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/guestflow/guestflow/internal/app"
@@ -45,10 +47,11 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	// --max-attempts was the flag's first name. Attempts are deliveries
 	// everywhere else (Guestflow-Attempts, status, dlq list), and the flag
 	// never counted those; the old name stays, on the same variable, so
-	// that existing deployments keep working.
+	// that existing deployments keep working. It is hidden rather than
+	// marked deprecated: pflag would print its notice on stderr as plain
+	// text whatever --log-format says, so deprecations logs it instead.
 	cmd.Flags().IntVar(&f.maxFailures, "max-attempts", worker.DefaultMaxFailures, "deprecated: use --max-failures")
-	_ = cmd.Flags().MarkDeprecated("max-attempts",
-		"use --max-failures (the same limit, on failed attempts; Guestflow-Attempts counts deliveries)")
+	_ = cmd.Flags().MarkHidden("max-attempts")
 	cmd.Flags().DurationVar(&f.ackWait, "ack-wait", worker.DefaultAckWait, "how long the broker waits for an ack before redelivering")
 	cmd.Flags().DurationVar(&f.stepTimeout, "step-timeout", worker.DefaultStepTimeout,
 		"how long one call of a step may take; a step still running then is abandoned and the delivery is a failed attempt (may exceed --ack-wait: in-progress acks keep the message meanwhile)")
@@ -67,6 +70,13 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 		"share the Graph budget and 429 pauses with the other workers through NATS; false leaves each worker on its own")
 	cmd.Flags().BoolVar(&f.sdkRetry, "sdk-retry", false, "let msgraph-sdk-go retry by itself as well (for comparisons only: retries multiply)")
 	_ = cmd.Flags().MarkHidden("sdk-retry")
+}
+
+// deprecations logs a warning for each deprecated flag that was given.
+func (f *workerFlags) deprecations(fs *pflag.FlagSet, log *slog.Logger) {
+	if fs.Changed("max-attempts") {
+		log.Warn("Flag --max-attempts has been deprecated, use --max-failures (the same limit, on failed attempts; Guestflow-Attempts counts deliveries)")
+	}
 }
 
 // check rejects settings that would make the workers misbehave rather than
@@ -139,6 +149,7 @@ workload identity or managed identity. Endpoints and instances come from --confi
 			if err := f.check(); err != nil {
 				return err
 			}
+			f.deprecations(cmd.Flags(), g.logger())
 			names := args
 			if slices.Contains(args, "all") {
 				names = app.StepNames
@@ -197,9 +208,10 @@ func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, n
 		defer srv.Shutdown()
 	}
 	eg, ctx := errgroup.WithContext(ctx)
+	o := f.options(g)
 	for _, s := range steps {
 		eg.Go(func() error {
-			if err := worker.Run(ctx, js, s, f.options(g)); err != nil {
+			if err := worker.Run(ctx, js, s, o); err != nil {
 				return fmt.Errorf("worker %s: %w", s.Name, err)
 			}
 			return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func parseWorkerFlags(t *testing.T, args ...string) (*workerFlags, string) {
 	if err := cmd.ParseFlags(args); err != nil {
 		t.Fatal(err)
 	}
+	f.deprecations(cmd.Flags(), slog.New(slog.NewTextHandler(&out, nil)))
 	return f, out.String()
 }
 

@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -120,6 +121,18 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	return steps, nil
 }
 
+// logAsyncError logs what nats.go reports outside any call (a slow
+// consumer, a permissions violation) on slog's default logger, which main
+// sets from --log-format and --log-level: nats.go's own handler would print
+// it on stderr as plain text.
+func logAsyncError(nc *nats.Conn, sub *nats.Subscription, err error) {
+	args := []any{"err", err}
+	if sub != nil {
+		args = append(args, "subject", sub.Subject)
+	}
+	slog.Default().Warn("NATS reported an error", args...)
+}
+
 // withTransport is hc with its transport wrapped.
 func withTransport(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	c := *hc
@@ -132,7 +145,7 @@ func withTransport(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripp
 // redacted, nats.go's own parse error included, because it ends up on
 // stderr and in logs.
 func Connect(url, creds, name string) (*nats.Conn, jetstream.JetStream, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ErrorHandler(logAsyncError)}
 	if creds != "" {
 		opts = append(opts, nats.UserCredentials(creds))
 	}

@@ -1,5 +1,6 @@
 // Package httpclient builds the one *http.Client every Microsoft call goes
-// through, trusting an extra CA (the emulator's) beside the system roots.
+// through, trusting an extra CA (the emulator's) beside the system roots,
+// and counting every request in the remote-request metrics (Instrument).
 package httpclient
 
 import (
@@ -37,7 +38,7 @@ func WithPool(pool *x509.CertPool, timeout time.Duration) *http.Client {
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	t.MaxIdleConnsPerHost = 64
 	return &http.Client{
-		Transport: t,
+		Transport: Instrument(t),
 		Timeout:   timeout,
 		// Microsoft's APIs answer with a status; following a redirect would
 		// send a bearer token somewhere it was not meant for.

@@ -21,7 +21,8 @@
 //
 // A short wait for a slot is slept in place (it is pacing, measured in
 // milliseconds); a longer one is returned as failure.Throttle so that the
-// runtime hands the message back to the broker with that delay.
+// runtime hands the message back to the broker with that delay. Both count
+// in guestflow_throttle_wait_seconds_total, by scope.
 package throttle
 
 import (
@@ -37,6 +38,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/metrics"
 )
 
 // Bucket is the key-value bucket holding the shared budget state.
@@ -200,34 +202,52 @@ func (g *Gate) Acquire(ctx context.Context, k Kind) error {
 		return nil
 	}
 	if d := g.paused(keyPause); d > 0 {
+		waited(metrics.ScopeWrite, d)
 		return failure.Throttle(fmt.Errorf("graph writes are paused for %s after a 429", d.Round(time.Millisecond)), d)
 	}
 	var wait time.Duration
+	scope := metrics.ScopeWrite
 	if k == Invitation && g.o.InviteRate > 0 {
 		d, err := g.reserve(ctx, keyInvites, g.o.InviteRate)
 		if err != nil {
 			return err
 		}
-		wait = d
+		wait, scope = d, metrics.ScopeInvitation
 	}
 	if g.o.WriteRate > 0 {
 		d, err := g.reserve(ctx, keyWrites, g.o.WriteRate)
 		if err != nil {
 			return err
 		}
-		wait = max(wait, d)
+		if d > wait {
+			wait, scope = d, metrics.ScopeWrite
+		}
 	}
 	if wait <= 0 {
 		return nil
 	}
+	start := time.Now()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		waited(scope, wait)
 		return nil
 	case <-ctx.Done():
+		waited(scope, time.Since(start))
 		return ctx.Err()
 	}
+}
+
+// scopes are the metric scopes of the rate keys.
+var scopes = map[string]string{keyWrites: metrics.ScopeWrite, keyInvites: metrics.ScopeInvitation}
+
+// waited counts d in guestflow_throttle_wait_seconds_total: a pacing wait
+// slept in place, or the wait a throttled caller was told to come back
+// after (the input's redelivery delay). Either way it is time an
+// onboarding spent waiting for the tenant's budget.
+func waited(scope string, d time.Duration) {
+	metrics.ThrottleWait.WithLabelValues(scope).Add(d.Seconds())
 }
 
 // errConflict means another worker advanced the key first.
@@ -248,8 +268,10 @@ func (g *Gate) reserve(ctx context.Context, key string, rate float64) (time.Dura
 		start := max(tat, now)
 		wait := time.Duration(start - now)
 		if wait > g.o.MaxWait {
+			after := wait + jitter(wait)
+			waited(scopes[key], after)
 			return 0, failure.Throttle(fmt.Errorf("the tenant's Graph budget of %.4g/s is taken for the next %s", rate, wait.Round(time.Millisecond)),
-				wait+jitter(wait))
+				after)
 		}
 		err = g.store(ctx, key, start+int64(interval), rev)
 		if errors.Is(err, errConflict) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/metrics"
 	"github.com/guestflow/guestflow/internal/wire"
 )
 
@@ -97,6 +98,7 @@ func (t *dataverseTransport) RoundTrip(req *http.Request) (*http.Response, error
 		return t.next.RoundTrip(req)
 	}
 	if d := t.g.paused(key); d > 0 {
+		waited(metrics.ScopeDataverse, d)
 		if req.Body != nil {
 			req.Body.Close() // RoundTrip must close the body, even on error
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/metrics"
 )
 
 // Dead-letter headers (docs/dead-letters.md).
@@ -53,9 +55,10 @@ const (
 // Warn lines.
 func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int, v failure.Verdict, cause error) {
 	lctx := context.WithoutCancel(ctx)
-	log := w.log.With("onboardingid", d.onboardingID, "reason", v.Reason)
+	log := d.log.With("reason", v.Reason)
 	truncated, err := w.deadLetter(ctx, d, v, cause)
 	if err == nil {
+		metrics.DeadLetters.WithLabelValues(w.step.Name, v.Reason).Inc()
 		if truncated {
 			w.o.Stats.Truncated.Add(1)
 		}
@@ -65,7 +68,8 @@ func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int
 		if ls != nil {
 			w.leases.release(lctx, ls)
 		}
-		log.Warn("dead-lettered", "err", clipErr(cause))
+		w.outcome(d, slog.LevelWarn, metrics.ResultDeadLetter, "step dead-lettered",
+			append([]any{"reason", v.Reason, "err", clipErr(cause)}, remoteAttrs(cause)...)...)
 		return
 	}
 	// An input without a lease is dead-lettered on every delivery, so
@@ -76,13 +80,16 @@ func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int
 		tries = ls.unstored
 	}
 	if tries < w.o.DeadLetterTries {
-		log.Error("dead-lettering failed; the input will be redelivered", "err", err, "tries", tries)
+		// The outcome of this delivery: it comes back to be
+		// dead-lettered again.
+		w.outcome(d, slog.LevelError, metrics.ResultRetry, "dead-lettering failed; the input will be redelivered",
+			"reason", v.Reason, "err", err, "tries", tries, "cause", clipErr(cause))
 		if ls != nil {
 			w.leases.failed(lctx, ls, failures)
 		}
 		// A dead letter not stored is one more failed attempt for the
 		// backoff.
-		w.nak(d, log, w.o.Backoff(failures+tries))
+		w.nak(d, w.o.Backoff(failures+tries))
 		return
 	}
 	w.o.Stats.Abandoned.Add(1)

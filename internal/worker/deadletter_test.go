@@ -176,7 +176,7 @@ func TestCopiedHeadersAreBounded(t *testing.T) {
 			if got := dl.Headers().Get(worker.HeaderHeadersDropped); got != dropped {
 				t.Errorf("Guestflow-Headers-Dropped %q, want %q", got, dropped)
 			}
-			l.wait(t, "dead-lettered")
+			l.wait(t, "step dead-lettered")
 			for _, r := range l.all(slog.LevelDebug) {
 				for k, v := range r.attrs {
 					if len(v) > worker.MaxErrorValue {
@@ -242,7 +242,7 @@ func TestDeadLetterRefusedTooOftenTerminatesTheInput(t *testing.T) {
 	}
 	var found bool
 	for _, r := range l.all(slog.LevelError) {
-		if strings.Contains(r.msg, "input terminated without one") && r.attrs["onboardingid"] == "lost-1" && r.attrs["sequence"] == "1" {
+		if strings.Contains(r.msg, "input terminated without one") && r.attrs["onboarding_id"] == "lost-1" && r.attrs["sequence"] == "1" {
 			found = true
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/metrics"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -50,34 +51,41 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		w.log.Error("not a JetStream message", "err", err)
 		return
 	}
+	d := delivery{msg: msg, meta: meta, start: time.Now()}
 	w.index(ctx, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
-	d := delivery{msg: msg, meta: meta}
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		d.onboardingID = clip(events.PeekOnboardingID(msg.Headers(), msg.Data()), MaxHeaderValue)
+		d.log = w.log.With("onboarding_id", d.onboardingID, "event_id", clip(events.PeekID(msg.Headers(), msg.Data()), MaxHeaderValue),
+			"attempt", meta.NumDelivered)
 		w.giveUp(ctx, d, nil, 0, failure.Verdict{Reason: failure.InvalidEvent}, err)
 		return
 	}
-	// Bounded once, here: the id goes into every log line and the dead
-	// letter, and the input's publisher chose its length.
+	// Bounded once, here: the ids go into every log line and the dead
+	// letter, and the input's publisher chose their length. The trace id
+	// is the one the onboarding's spans are recorded under.
 	d.onboardingID = clip(events.OnboardingID(ev), MaxHeaderValue)
-	log := w.log.With("onboardingid", d.onboardingID, "attempt", meta.NumDelivered)
+	d.log = w.log.With("onboarding_id", d.onboardingID, "event_id", clip(ev.ID(), MaxHeaderValue),
+		"attempt", meta.NumDelivered, "trace_id", events.TraceID(ev))
+	log := d.log
 
 	ls, ok, err := w.leases.acquire(ctx, w.step.Name+"."+strconv.FormatUint(meta.Sequence.Stream, 10))
 	if err != nil {
-		log.Warn("lease failed; will retry", "err", err)
-		w.nak(d, log, w.o.Backoff(1))
+		w.outcome(d, slog.LevelWarn, metrics.ResultRetry, "step retried", "reason", failure.Transient, "err", fmt.Errorf("lease: %w", err))
+		w.nak(d, w.o.Backoff(1))
 		return
 	}
 	if !ok {
+		// Not an outcome: the delivery at work will have one.
 		log.Info("another delivery of this input is still at work; looking again after AckWait")
-		w.nak(d, log, w.ackWait())
+		w.nak(d, w.ackWait())
 		return
 	}
 	// Lease writes outlive a shutdown: a lease left held would keep the
 	// input waiting for its expiry.
 	lctx := context.WithoutCancel(ctx)
-	log = log.With("failures", ls.failures)
+	d.log = log.With("failures", ls.failures)
+	log = d.log
 	if ls.deaths >= w.o.MaxFailures {
 		// Its workers died during every attempt (killed for memory, a
 		// crash in a dependency): another try would likely kill this one.
@@ -99,15 +107,17 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	if err != nil {
-		w.fail(ctx, d, ls, log, err)
+		w.fail(ctx, d, ls, err)
 		return
 	}
 	if next != nil {
 		if err := w.publish(ctx, *next, meta.NumDelivered); err != nil {
 			failures := ls.failures + 1
-			log.Warn("publishing next event failed; will retry", "err", err)
+			delay := w.o.Backoff(failures)
+			w.outcome(d, slog.LevelWarn, metrics.ResultRetry, "step retried", "reason", failure.Transient, "delay", delay,
+				"err", fmt.Errorf("publishing the next event: %w", err))
 			w.leases.failed(lctx, ls, failures)
-			w.nak(d, log, w.o.Backoff(failures))
+			w.nak(d, delay)
 			return
 		}
 	}
@@ -116,7 +126,34 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		log.Warn("ack failed", "err", err)
 	}
 	w.leases.release(lctx, ls)
-	log.Debug("done")
+	w.outcome(d, slog.LevelInfo, metrics.ResultDone, "step done")
+}
+
+// outcome counts how a delivery ended in guestflow_step_results_total and
+// guestflow_step_duration_seconds, and logs it: one line per delivery that
+// ended in a result, on the delivery's logger, with how long it took.
+func (w *runner) outcome(d delivery, level slog.Level, result, msg string, args ...any) {
+	took := time.Since(d.start)
+	metrics.StepResults.WithLabelValues(w.step.Name, result).Inc()
+	metrics.StepDuration.WithLabelValues(w.step.Name).Observe(took.Seconds())
+	d.log.Log(context.Background(), level, msg, append(args, "duration_ms", took.Milliseconds())...)
+}
+
+// remoteAttrs are the log attributes of a failed call to Microsoft in err's
+// chain: which service, its status and request id, for a support case.
+func remoteAttrs(err error) []any {
+	var r *failure.Remote
+	if !errors.As(err, &r) {
+		return nil
+	}
+	attrs := []any{"service", r.Service}
+	if r.Status != 0 {
+		attrs = append(attrs, "status", r.Status)
+	}
+	if r.RequestID != "" {
+		attrs = append(attrs, "request_id", clip(r.RequestID, MaxHeaderValue))
+	}
+	return attrs
 }
 
 // abandonGrace is how long a step whose context has ended (its timeout)
@@ -170,7 +207,7 @@ func (w *runner) call(ctx context.Context, msg jetstream.Msg, ev event.Event, ls
 		// dead-lettered with the panic as its error.
 		defer func() {
 			if p := recover(); p != nil {
-				w.log.Error("step panicked", "panic", p, "stack", string(debug.Stack()))
+				log.Error("step panicked", "panic", p, "stack", string(debug.Stack()))
 				done <- result{nil, fmt.Errorf("step %s panicked: %v", w.step.Name, p)}
 			}
 		}()
@@ -246,6 +283,9 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 	}
 	if err == nil {
 		w.index(ctx, ack.Sequence, m.Subject, m.Header, m.Data)
+		if !ack.Duplicate {
+			w.onboarded(ev)
+		}
 	}
 	return err
 }
@@ -255,7 +295,7 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 // waiting for Graph's budget is not a failed attempt, so it neither uses
 // up MaxFailures nor stretches the backoff; throttling has its own bound,
 // ThrottleDeadline.
-func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logger, err error) {
+func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 	lctx := context.WithoutCancel(ctx)
 	v := failure.Classify(err)
 	throttled := v.Retryable && v.Reason == failure.Throttled
@@ -276,7 +316,11 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logg
 			if delay <= 0 {
 				delay = w.o.Backoff(max(failures, 1))
 			}
-			log.Info("step failed; retrying", "reason", v.Reason, "status", v.Status, "delay", delay, "err", clipErr(err))
+			result, msg := metrics.ResultRetry, "step retried"
+			if throttled {
+				result, msg = metrics.ResultThrottled, "step throttled"
+			}
+			w.outcome(d, slog.LevelInfo, result, msg, append([]any{"reason", v.Reason, "delay", delay, "err", clipErr(err)}, remoteAttrs(err)...)...)
 			// The lease first: a redelivery that came before it would
 			// find the lease live and wait a whole AckWait.
 			if throttled {
@@ -284,7 +328,7 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logg
 			} else {
 				w.leases.failed(lctx, ls, failures)
 			}
-			w.nak(d, log, delay)
+			w.nak(d, delay)
 			return
 		}
 		if v.Reason == failure.Transient {
@@ -296,9 +340,9 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, log *slog.Logg
 	w.giveUp(ctx, d, ls, failures, v, err)
 }
 
-func (w *runner) nak(d delivery, log *slog.Logger, delay time.Duration) {
+func (w *runner) nak(d delivery, delay time.Duration) {
 	if err := d.msg.NakWithDelay(delay); err != nil {
-		log.Warn("nak failed; the server redelivers after AckWait", "err", err)
+		d.log.Warn("nak failed; the server redelivers after AckWait", "err", err)
 	}
 }
 
@@ -307,4 +351,8 @@ type delivery struct {
 	msg          jetstream.Msg
 	meta         *jetstream.MsgMetadata
 	onboardingID string
+	// log is the runner's logger with the delivery's onboarding_id,
+	// event_id, attempt and trace_id; start is when it was received.
+	log   *slog.Logger
+	start time.Time
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/metrics"
 )
 
 // Options tune the runtime. The zero value is usable: SetDefaults fills in
@@ -55,9 +58,12 @@ type Options struct {
 	// for ever.
 	DeadLetterTries int
 	// Stats is where the worker counts; nil means DefaultStats.
-	Stats  *Stats
-	Logger *slog.Logger
-	Now    func() time.Time
+	Stats *Stats
+	// PendingInterval is how often the worker refreshes
+	// guestflow_consumer_pending from its consumer's info.
+	PendingInterval time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Defaults.
@@ -86,6 +92,9 @@ const (
 	// unavailable (a leader election, a restart) without retrying one that
 	// refuses the dead letter for good.
 	DefaultDeadLetterTries = 5
+	// DefaultPendingInterval matches a usual scrape interval: the gauge
+	// is never much older than the scrape that reads it.
+	DefaultPendingInterval = 15 * time.Second
 )
 
 // SetDefaults fills zero fields.
@@ -116,6 +125,9 @@ func (o *Options) SetDefaults() {
 	}
 	if o.Stats == nil {
 		o.Stats = DefaultStats
+	}
+	if o.PendingInterval <= 0 {
+		o.PendingInterval = DefaultPendingInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -150,6 +162,9 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	w.leases = ls
 	w.log.Info("worker started", "subject", step.Subject, "ackwait", w.ackWait(),
 		"step_timeout", o.StepTimeout, "drain_timeout", o.DrainTimeout)
+	metrics.InitStep(step.Name, failure.Reasons)
+	pending := w.reportPending(ctx, cons)
+	defer pending()
 	sem := make(chan struct{}, o.Concurrency)
 	var wg sync.WaitGroup
 	defer w.drain(&wg)

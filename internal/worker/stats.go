@@ -4,8 +4,9 @@ import "sync/atomic"
 
 // Stats counts what the runtime did that an operator has to hear about
 // even when nobody reads the logs. Every counter only grows and is safe to
-// read at any time, so a metrics endpoint can export them as counters
-// as they are; they live here, in one place, so that it finds them all.
+// read at any time, so DefaultStats' are exported as counters as they are
+// (guestflow_worker_…_total, metrics.go); they live here, in one place, so
+// that nothing is left out.
 type Stats struct {
 	// Abandoned counts inputs terminated without a dead letter, because
 	// GUESTFLOW_DLQ refused theirs DeadLetterTries times. Each is an

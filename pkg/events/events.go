@@ -37,6 +37,10 @@ const (
 	// ExtTracestate is the vendor part of the tracing extension. It
 	// belongs to the traceparent it came with.
 	ExtTracestate = "tracestate"
+	// ExtJoinedTime is when the onboarding joined (the joined event's
+	// time), RFC 3339 in UTC, carried unchanged through every later
+	// event: the start of the onboarding's duration.
+	ExtJoinedTime = "joinedtime"
 )
 
 var subjects = map[string]string{

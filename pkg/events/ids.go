@@ -1,6 +1,9 @@
 package events
 
 import (
+	"encoding/hex"
+	"time"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/google/uuid"
@@ -30,4 +33,34 @@ func OnboardingID(ev event.Event) string {
 		return s
 	}
 	return ev.ID()
+}
+
+// TraceID returns the W3C trace id, 32 lower-case hex digits, of the trace
+// ev belongs to: its traceparent's, or, when it has no valid one, the trace
+// id Next gives the event it builds from ev (derived from the onboarding
+// id). Log lines about ev then name the trace its onboarding is recorded
+// under either way.
+func TraceID(ev event.Event) string {
+	s, _ := types.ToString(ev.Extensions()[ExtTraceparent])
+	if tp, ok := parseTraceparent(s); ok {
+		return hex.EncodeToString(tp.traceID[:])
+	}
+	tp := newTrace(OnboardingID(ev), "")
+	return hex.EncodeToString(tp.traceID[:])
+}
+
+// JoinedTime returns when ev's onboarding joined: the time of a joined
+// event, and for later events their joinedtime extension (see Next). It
+// reports false when that is unknown: a joined event without a time, an
+// event built before guestflow carried joinedtime.
+func JoinedTime(ev event.Event) (time.Time, bool) {
+	if ev.Type() == TypeJoined {
+		return ev.Time(), !ev.Time().IsZero()
+	}
+	v, ok := ev.Extensions()[ExtJoinedTime]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := types.ToTime(v)
+	return t, err == nil && !t.IsZero()
 }

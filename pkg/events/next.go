@@ -20,7 +20,9 @@ import (
 //   - every extension of in, unchanged, except onboardingid (see
 //     OnboardingID) and traceparent: a child span of in's trace, or a new
 //     trace derived from the onboarding id when in has no valid one (its
-//     tracestate is then dropped, as W3C requires).
+//     tracestate is then dropped, as W3C requires);
+//   - joinedtime: for a joined input its time (or now, when it has none),
+//     whatever joinedtime it came with; later inputs carry theirs.
 func Next(in event.Event, step, typ string, data any, now time.Time) (event.Event, error) {
 	if step == "" || in.ID() == "" {
 		return event.Event{}, fmt.Errorf("events: next needs a step and an input with an id")
@@ -50,6 +52,16 @@ func Next(in event.Event, step, typ string, data any, now time.Time) (event.Even
 	}
 	onboarding := OnboardingID(in)
 	out.SetExtension(ExtOnboardingID, onboarding)
+	if in.Type() == TypeJoined {
+		// A joinedtime a publisher put on a joined event is not
+		// believed, as its onboardingid is not: the onboarding starts
+		// with the joined event.
+		joined := in.Time()
+		if joined.IsZero() {
+			joined = now
+		}
+		out.SetExtension(ExtJoinedTime, joined.UTC().Format(time.RFC3339Nano))
+	}
 	parent, _ := types.ToString(in.Extensions()[ExtTraceparent])
 	if tp, ok := parseTraceparent(parent); ok {
 		out.SetExtension(ExtTraceparent, tp.child(id).String())

@@ -244,7 +244,8 @@ func TestNextCarriesExtensions(t *testing.T) {
 	out := next(t, in, "invite", events.TypeInvited)
 	got := maps.Clone(out.Extensions())
 	delete(got, events.ExtTraceparent)
-	want := map[string]any{"partnerid": "p-7", "retries": int32(2), "urgent": true, events.ExtOnboardingID: "hr-1"}
+	want := map[string]any{"partnerid": "p-7", "retries": int32(2), "urgent": true, events.ExtOnboardingID: "hr-1",
+		events.ExtJoinedTime: "2024-05-01T09:30:00Z"}
 	if !maps.Equal(got, want) {
 		t.Errorf("extensions %#v, want %#v", got, want)
 	}
