@@ -37,8 +37,8 @@ func StepSpanName(step string) string { return "guestflow." + step }
 
 // Step returns a middleware that traces each call of the step named step,
 // which consumes subject: a consumer span named StepSpanName(step), the child
-// of the trace context in the input's traceparent extension (a new trace
-// when it has none), carried in the step's context so that the calls it
+// of the trace context in the input's traceparent extension (when it has
+// none, of events.DerivedTraceparent: the trace the logs name), carried in the step's context so that the calls it
 // makes are its children. The event the step emits gets the span's trace
 // context as its traceparent, so the next step's span is this one's
 // child and a whole onboarding is one trace. tp nil means the global
@@ -54,11 +54,7 @@ func Step(tp trace.TracerProvider, step, subject string) worker.Middleware {
 		return worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
 			pctx := parent(ctx, in)
 			psc := trace.SpanContextFromContext(pctx)
-			opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
-			if !psc.IsValid() {
-				opts = append(opts, trace.WithNewRoot())
-			}
-			ctx, span := tracer.Start(pctx, name, opts...)
+			ctx, span := tracer.Start(pctx, name, trace.WithSpanKind(trace.SpanKindConsumer))
 			if span.IsRecording() {
 				span.SetAttributes(
 					AttrStep.String(step),
@@ -100,12 +96,17 @@ func parent(ctx context.Context, in event.Event) context.Context {
 			c[k] = s
 		}
 	}
-	if len(c) == 0 {
-		return ctx
-	}
 	// Always W3C: the CloudEvents tracing extension is W3C trace
 	// context, whatever the process's propagator for HTTP.
-	return propagation.TraceContext{}.Extract(ctx, c)
+	w3c := propagation.TraceContext{}
+	if len(c) > 0 {
+		if pctx := w3c.Extract(ctx, c); trace.SpanContextFromContext(pctx).IsValid() {
+			return pctx
+		}
+	}
+	// No usable traceparent: the trace the logs already name (derived
+	// from the onboarding id), so that retries of this step join it too.
+	return w3c.Extract(ctx, propagation.MapCarrier{events.ExtTraceparent: events.DerivedTraceparent(in)})
 }
 
 // end records the step's outcome and ends span.

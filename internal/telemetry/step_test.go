@@ -141,8 +141,10 @@ func TestStepSpanContinuesTheInputsTrace(t *testing.T) {
 }
 
 // TestStepStartsATraceWhenTheInputHasNone: a joined event without a
-// traceparent (or with an invalid one) starts a trace at the invite step,
-// and the events after it carry that trace, not one derived apart from it.
+// traceparent (or with an invalid one) is traced under the trace its
+// onboarding id derives, the one the log lines name, so that every retry
+// of the invite step lands in it too; the events after it carry that
+// trace, with the invite span as parent.
 func TestStepStartsATraceWhenTheInputHasNone(t *testing.T) {
 	for name, ext := range map[string]map[string]any{
 		"none":    nil,
@@ -151,14 +153,25 @@ func TestStepStartsATraceWhenTheInputHasNone(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			rec, tp := recorder(t)
 			var seen trace.SpanContext
+			in := joined(t, "onb-2", ext)
 			invite := telemetry.Step(tp, "invite", events.SubjectJoined)(emit("invite", events.TypeInvited, &seen))
-			invited, err := invite.Handle(context.Background(), joined(t, "onb-2", ext))
+			invited, err := invite.Handle(context.Background(), in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			s := rec.Ended()[0]
-			if s.Parent().IsValid() {
-				t.Errorf("span has parent %v, want a new trace", s.Parent())
+			if got, want := s.SpanContext().TraceID().String(), events.TraceID(in); got != want {
+				t.Errorf("span in trace %s, want the onboarding's derived trace %s", got, want)
+			}
+			if !s.Parent().IsRemote() || s.Parent().TraceID() != s.SpanContext().TraceID() {
+				t.Errorf("span parent %v, want the derived remote parent", s.Parent())
+			}
+			again, err := invite.Handle(context.Background(), in)
+			if err != nil || again == nil {
+				t.Fatal(err)
+			}
+			if r := rec.Ended()[1]; r.SpanContext().TraceID() != s.SpanContext().TraceID() {
+				t.Errorf("a retry is traced in %s, the first attempt in %s", r.SpanContext().TraceID(), s.SpanContext().TraceID())
 			}
 			want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"
 			if traceparent(invited) != want {

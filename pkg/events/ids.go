@@ -49,6 +49,15 @@ func TraceID(ev event.Event) string {
 	return hex.EncodeToString(tp.traceID[:])
 }
 
+// DerivedTraceparent is the trace context an onboarding that arrived
+// without a valid traceparent is traced under: the trace TraceID names,
+// with a parent span id derived from ev's id. It stands for the publisher,
+// which did not trace; a tracer makes the first step's span its child, so
+// that span, every retry of it and every log line share one trace id.
+func DerivedTraceparent(ev event.Event) string {
+	return newTrace(OnboardingID(ev), ev.ID()).String()
+}
+
 // JoinedTime returns when ev's onboarding joined: the time of a joined
 // event, and for later events their joinedtime extension (see Next). It
 // reports false when that is unknown: a joined event without a time, an
