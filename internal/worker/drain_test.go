@@ -266,3 +266,30 @@ func TestDrainHandsBackWhatIsStillRunning(t *testing.T) {
 		t.Errorf("%d errors logged by the draining worker: %v", n, rec.all(slog.LevelError))
 	}
 }
+
+// TestAnEventTheBrokerRefusesEndsInADeadLetter: publishing the next event
+// failing is a failed attempt bounded by --max-failures like any other,
+// not a retry for ever (here the event is over the broker's max_payload,
+// which no retry changes).
+func TestAnEventTheBrokerRefusesEndsInADeadLetter(t *testing.T) {
+	h := newHarness(t)
+	o := fast
+	o.MaxFailures = 2
+	var calls atomic.Int32
+	h.run(worker.HandlerFunc(func(_ context.Context, in event.Event) (*event.Event, error) {
+		calls.Add(1)
+		next, err := events.Next(in, "invite", events.TypeInvited, map[string]string{"pad": strings.Repeat("x", 2<<20)}, time.Now())
+		return &next, err
+	}), o)
+	h.publishJoined("in-big")
+	dl := h.next(worker.DLQStream, worker.DLQPrefix+"invite")
+	if got := dl.Headers().Get(worker.HeaderReason); got != failure.AttemptsExhausted {
+		t.Errorf("reason %q, want %s", got, failure.AttemptsExhausted)
+	}
+	if got := dl.Headers().Get(worker.HeaderError); !strings.Contains(got, "gave up after 2 failed attempts") || !strings.Contains(got, "publishing the next event") {
+		t.Errorf("Guestflow-Error %q does not say the publish failed", got)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("the step ran %d times, want 2", n)
+	}
+}

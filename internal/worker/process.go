@@ -112,12 +112,11 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	if next != nil {
 		if err := w.publish(ctx, *next, meta.NumDelivered); err != nil {
-			failures := ls.failures + 1
-			delay := w.o.Backoff(failures)
-			w.outcome(d, slog.LevelWarn, metrics.ResultRetry, "step retried", "reason", failure.Transient, "delay", delay,
-				"err", fmt.Errorf("publishing the next event: %w", err))
-			w.leases.failed(lctx, ls, failures)
-			w.nak(d, delay)
+			// A failed attempt like any other, bounded by MaxFailures: a
+			// broker that keeps refusing the event (one over its
+			// max_payload, a stream gone read-only) must end in a dead
+			// letter, not in retries for ever.
+			w.fail(ctx, d, ls, fmt.Errorf("publishing the next event: %w", err))
 			return
 		}
 	}
