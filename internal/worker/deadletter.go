@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Dead-letter headers (docs/dead-letters.md).
@@ -114,7 +115,7 @@ func (w *runner) deadLetter(ctx context.Context, d delivery, v failure.Verdict, 
 		}
 		_, err = w.js.PublishMsg(ctx, m)
 	}
-	return truncated, err
+	return truncated, provision.Denied(w.js.Conn(), err)
 }
 
 // letter builds the dead letter: the input's body and headers, bounded,

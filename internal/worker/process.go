@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
+	"github.com/guestflow/guestflow/internal/provision"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -247,7 +248,7 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 	if err == nil {
 		w.index(ctx, ack.Sequence, m.Subject, m.Header, m.Data)
 	}
-	return err
+	return provision.Denied(w.js.Conn(), err)
 }
 
 // fail turns a step error into a redelivery or a dead letter. It counts
