@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/functions/invite"
@@ -21,7 +20,6 @@ import (
 	"github.com/guestflow/guestflow/internal/graph"
 	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/internal/memo"
-	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
@@ -112,25 +110,4 @@ func withTransport(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripp
 	c := *hc
 	c.Transport = wrap(hc.Transport)
 	return &c
-}
-
-// Connect opens a NATS connection that keeps reconnecting: a broker restart
-// must not end a worker. Its error shows url with any credentials in it
-// redacted, nats.go's own parse error included, because it ends up on
-// stderr and in logs.
-func Connect(url, creds, name string) (*nats.Conn, jetstream.JetStream, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("NATS %s: %w", textsafe.URL(url), textsafe.URLError(err))
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
 }
