@@ -18,6 +18,7 @@ import (
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/bulk"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/provision"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -293,6 +294,9 @@ func publishBatch(ctx context.Context, c config.NATS, batch []pending, maxPendin
 		return err
 	}
 	if _, err := js.StreamNameBySubject(ctx, events.SubjectJoined); err != nil {
+		if denied := provision.Denied(nc, err); denied != err {
+			return fmt.Errorf("looking up the stream of %s: %w", events.SubjectJoined, denied)
+		}
 		return fmt.Errorf("no stream stores %s (%v); is a worker or 'guestflow dev' running? it creates the stream", events.SubjectJoined, err)
 	}
 	slots := make(chan struct{}, maxPending)

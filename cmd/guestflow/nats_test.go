@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -137,4 +140,70 @@ func line(out, s string) string {
 		}
 	}
 	return ""
+}
+
+// A publisher needs only to publish joined events (and import, to look the
+// stream up), as the README's table of NATS users says; without the
+// lookup, import says which permission is missing.
+func TestPublishersNeedOnlyTheirPermissions(t *testing.T) {
+	inbox := []string{"_INBOX.>"}
+	ns := brokertest.Start(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "hr", Password: "hr", Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: []string{"guestflow.user.joined"}},
+				Subscribe: &server.SubjectPermission{Allow: inbox},
+			}},
+			{Username: "importer", Password: "importer", Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: []string{"guestflow.user.joined", "$JS.API.STREAM.NAMES"}},
+				Subscribe: &server.SubjectPermission{Allow: inbox},
+			}},
+		}
+	})
+	nc, js, err := app.Connect(config.NATS{URL: ns.ClientURL(), User: "admin", Password: "admin"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := worker.EnsureStreams(t.Context(), js, worker.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "guests.csv")
+	if err := os.WriteFile(csv, []byte("version:v1.0\n"+importHeader+"\nana@fabrikam.com,,,,Ana,Silva,PT,sales,,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	configFor := func(user string) string {
+		p := filepath.Join(dir, user+".yaml")
+		body := "nats:\n  url: " + ns.ClientURL() + "\n  user: " + user + "\ninstances:\n  sales:\n    url: https://sales.example\n"
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	publish := []string{"publish", "--email", "ana@fabrikam.com", "--given-name", "Ana", "--surname", "Silva", "--usage-location", "PT", "--instance", "sales"}
+	t.Setenv("GUESTFLOW_NATS_PASSWORD", "hr")
+	if out, err := runCLI(t, append(publish, "--config", configFor("hr"))...); err != nil {
+		t.Errorf("publish as hr: %v\n%s", err, out)
+	}
+	// The refused lookup only times out: within three seconds here.
+	var buf bytes.Buffer
+	root := newRoot()
+	root.SetArgs([]string{"import", csv, "--results", csv + ".hr", "--config", configFor("hr")})
+	root.SetOut(&buf)
+	root.SetErr(&buf)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	err = root.ExecuteContext(ctx)
+	if err != nil {
+		buf.WriteString(err.Error())
+	}
+	out := buf.String()
+	if err == nil || !strings.Contains(out, `Permissions Violation for Publish to "$JS.API.STREAM.NAMES"`) {
+		t.Errorf("import as hr, who may not look the stream up: %v\n%s", err, out)
+	}
+	t.Setenv("GUESTFLOW_NATS_PASSWORD", "importer")
+	if out, err := runCLI(t, "import", csv, "--results", csv+".importer", "--config", configFor("importer")); err != nil {
+		t.Errorf("import as importer: %v\n%s", err, out)
+	}
 }

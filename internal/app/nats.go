@@ -44,9 +44,10 @@ func Connect(c config.NATS, name string) (*nats.Conn, jetstream.JetStream, error
 	return nc, js, nil
 }
 
-// natsOptions are the nats.go options of c. The secrets in files are read
-// again at every reconnect, so that a rotated password, token or seed is
-// picked up without a restart.
+// natsOptions are the nats.go options of c. The password, token and
+// .creds files are read again at every reconnect, so that a rotated secret
+// is picked up without a restart; nats.go reads an nkey seed file at every
+// connect too, but keeps the public key it read first.
 func natsOptions(c config.NATS, name string) ([]nats.Option, error) {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
 	if c.InboxPrefix != "" {
