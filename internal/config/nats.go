@@ -105,8 +105,8 @@ func (n *NATS) files() []fileKey {
 	}
 }
 
-// Auth names the ways of authenticating that are set, by their keys.
-func (n NATS) Auth() []string {
+// auth names the ways of authenticating that are set, by their keys.
+func (n NATS) auth() []string {
 	var set []string
 	if n.Creds != "" {
 		set = append(set, "nats.creds")
@@ -148,7 +148,7 @@ func (n NATS) Validate() error {
 			bad("nats.url: %v", err)
 		}
 	}
-	if auth := n.Auth(); len(auth) > 1 {
+	if auth := n.auth(); len(auth) > 1 {
 		bad("nats: %s are all set; choose one way to authenticate", strings.Join(auth, ", "))
 	}
 	switch {
