@@ -96,7 +96,7 @@ func start(t *testing.T, opts graphsim.Options, mods ...func(*setup)) *system {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("the emulator's configuration is invalid: %v", err)
 	}
-	nc, js, err := app.Connect(cfg.NATS.URL, "", "e2e")
+	nc, js, err := app.Connect(cfg.NATS, "e2e")
 	if err != nil {
 		t.Fatal(err)
 	}

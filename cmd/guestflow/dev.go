@@ -123,13 +123,16 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 		}
 		creds = credentialsFromEnv()
 	}
-	cfg.NATS.URL = ns.ClientURL()
+	// dev's broker is its own, on loopback, without users or TLS: the
+	// configuration's nats section is for a real broker, and its
+	// credentials would only be refused here.
+	cfg.NATS = config.NATS{URL: ns.ClientURL()}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 
-	nc, js, err := app.Connect(cfg.NATS.URL, "", "guestflow-dev")
+	nc, js, err := app.Connect(cfg.NATS, "guestflow-dev")
 	if err != nil {
 		return err
 	}
@@ -155,7 +158,7 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 			return err
 		}
 		fmt.Fprintf(out, "\ndemo        %s joins instance %q (onboarding %s)\n", demoUser.Email, demoUser.Instance, id)
-		if err := publishJoined(ctx, cfg.NATS.URL, ev); err != nil {
+		if err := publishJoined(ctx, cfg.NATS, ev); err != nil {
 			return err
 		}
 		eg.Go(func() error {

@@ -15,13 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/guestflow/guestflow/internal/app"
-	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/dlq"
 )
 
 func newDLQ(g *globals) *cobra.Command {
-	var natsURL string
+	var natsURL natsFlag
 	cmd := &cobra.Command{
 		Use:   "dlq",
 		Short: "Inspect, replay and purge dead letters",
@@ -53,7 +51,7 @@ show, replay and purge also take dead letters' sequences (the SEQ column of list
   guestflow dlq purge --step invite --reason invalid_event`,
 		Args: cobra.NoArgs,
 	}
-	cmd.PersistentFlags().StringVar(&natsURL, "nats", "", "NATS URL (default: nats.url of the configuration, else "+config.DefaultNATSURL+")")
+	natsURL.register(cmd.PersistentFlags())
 	cmd.AddCommand(newDLQList(g, &natsURL), newDLQShow(g, &natsURL), newDLQReplay(g, &natsURL), newDLQPurge(g, &natsURL))
 	return cmd
 }
@@ -94,10 +92,8 @@ func (f *dlqFilterFlags) filter(args []string) (dlq.Filter, error) {
 	return flt, flt.Validate()
 }
 
-// connectOperator opens NATS at natsURL, else at the configuration's
-// nats.url with its credentials.
 // open parses the filter and connects, as every dlq subcommand starts.
-func (f *dlqFilterFlags) open(cmd *cobra.Command, g *globals, natsURL string, args []string) (dlq.Filter, *nats.Conn, jetstream.JetStream, error) {
+func (f *dlqFilterFlags) open(cmd *cobra.Command, g *globals, natsURL natsFlag, args []string) (dlq.Filter, *nats.Conn, jetstream.JetStream, error) {
 	flt, err := f.filter(args)
 	if err != nil {
 		return dlq.Filter{}, nil, nil, err
@@ -106,18 +102,7 @@ func (f *dlqFilterFlags) open(cmd *cobra.Command, g *globals, natsURL string, ar
 	return flt, nc, js, err
 }
 
-func connectOperator(cmd *cobra.Command, g *globals, natsURL, name string) (*nats.Conn, jetstream.JetStream, error) {
-	cfg, err := config.LoadUnvalidated(g.configPath, cmd.Flags().Changed("config"), os.Environ())
-	if err != nil {
-		return nil, nil, err
-	}
-	if natsURL == "" {
-		natsURL = cfg.NATS.URL
-	}
-	return app.Connect(natsURL, cfg.NATS.Creds, name)
-}
-
-func newDLQList(g *globals, natsURL *string) *cobra.Command {
+func newDLQList(g *globals, natsURL *natsFlag) *cobra.Command {
 	var (
 		f      dlqFilterFlags
 		asJSON bool
@@ -166,7 +151,7 @@ the body as JSON when it is JSON (else as bodyText).`,
 	return cmd
 }
 
-func newDLQShow(g *globals, natsURL *string) *cobra.Command {
+func newDLQShow(g *globals, natsURL *natsFlag) *cobra.Command {
 	var f dlqFilterFlags
 	cmd := &cobra.Command{
 		Use:   "show [seq]...",
@@ -204,7 +189,7 @@ Guestflow-… ones first) and the body, pretty-printed when it is JSON.`,
 	return cmd
 }
 
-func newDLQReplay(g *globals, natsURL *string) *cobra.Command {
+func newDLQReplay(g *globals, natsURL *natsFlag) *cobra.Command {
 	var (
 		f  dlqFilterFlags
 		ro dlq.ReplayOptions
@@ -293,7 +278,7 @@ var stdinIsTerminal = func(r io.Reader) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func newDLQPurge(g *globals, natsURL *string) *cobra.Command {
+func newDLQPurge(g *globals, natsURL *natsFlag) *cobra.Command {
 	var (
 		f   dlqFilterFlags
 		yes bool

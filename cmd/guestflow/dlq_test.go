@@ -15,6 +15,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -34,7 +35,7 @@ func newOperatorEnv(t *testing.T, streams bool) *operatorEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	nc, js, err := app.Connect(ns.ClientURL(), "", "operator-test")
+	nc, js, err := app.Connect(config.NATS{URL: ns.ClientURL()}, "operator-test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/bulk"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/provision"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -34,7 +35,7 @@ type importFlags struct {
 	roles      string
 	results    string
 	dryRun     bool
-	natsURL    string
+	natsURL    natsFlag
 	maxPending int
 }
 
@@ -118,7 +119,7 @@ published: their onboardings are in the stream.`,
 	fl.StringVar(&f.roles, "roles", "", "security roles, separated by commas or semicolons, for rows without [roles] (default: the instance's)")
 	fl.StringVar(&f.results, "results", "", "where to write the per-row results (default FILE.results.csv)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "check the file and write the results as an import would, but publish nothing")
-	fl.StringVar(&f.natsURL, "nats", "", "NATS URL (default: nats.url of the configuration, else "+config.DefaultNATSURL+")")
+	f.natsURL.register(fl)
 	fl.IntVar(&f.maxPending, "max-pending", 256, "how many events may await their PubAck at once")
 	return cmd
 }
@@ -181,12 +182,9 @@ func runImport(ctx context.Context, stderr io.Writer, g *globals, ownConfig bool
 			p.row.Status = bulk.Published
 		}
 	default:
-		url := f.natsURL
-		if url == "" {
-			url = cfg.NATS.URL
-		}
+		f.natsURL.apply(&cfg.NATS)
 		step, done := newProgress(stderr, len(batch))
-		sendErr = publishBatch(ctx, url, cfg.NATS.Creds, batch, f.maxPending, step)
+		sendErr = publishBatch(ctx, cfg.NATS, batch, f.maxPending, step)
 		done()
 		for _, p := range batch {
 			if sendErr != nil {
@@ -285,8 +283,8 @@ func joinedMessage(r *bulk.Row, now time.Time) (*nats.Msg, error) {
 // publishBatch sends every pending event with at most maxPending awaiting
 // their PubAck. It returns an error only when nothing can be sent at all (no
 // NATS, no stream); a single failed publish rejects its row.
-func publishBatch(ctx context.Context, url, creds string, batch []pending, maxPending int, progress func()) error {
-	nc, _, err := app.Connect(url, creds, "guestflow-import")
+func publishBatch(ctx context.Context, c config.NATS, batch []pending, maxPending int, progress func()) error {
+	nc, _, err := app.Connect(c, "guestflow-import")
 	if err != nil {
 		return err
 	}
@@ -296,6 +294,9 @@ func publishBatch(ctx context.Context, url, creds string, batch []pending, maxPe
 		return err
 	}
 	if _, err := js.StreamNameBySubject(ctx, events.SubjectJoined); err != nil {
+		if denied := provision.Denied(nc, err); denied != err {
+			return fmt.Errorf("looking up the stream of %s: %w", events.SubjectJoined, denied)
+		}
 		return fmt.Errorf("no stream stores %s (%v); is a worker or 'guestflow dev' running? it creates the stream", events.SubjectJoined, err)
 	}
 	slots := make(chan struct{}, maxPending)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -41,7 +42,7 @@ func newImportEnv(t *testing.T) *importEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	nc, js, err := app.Connect(ns.ClientURL(), "", "import-test")
+	nc, js, err := app.Connect(config.NATS{URL: ns.ClientURL()}, "import-test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/provision"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -28,7 +29,7 @@ func newPublish(g *globals) *cobra.Command {
 		file      string
 		id        string
 		source    string
-		natsURL   string
+		natsURL   natsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "publish",
@@ -83,17 +84,13 @@ data, no NATS, no stream).`,
 			if err := ev.SetData(event.ApplicationJSON, json.RawMessage(data)); err != nil {
 				return err
 			}
-			url := natsURL
-			if url == "" {
-				cfg, err := config.LoadUnvalidated(g.configPath, cmd.Flags().Changed("config"), os.Environ())
-				if err != nil {
-					return err
-				}
-				url = cfg.NATS.URL
+			cfg, err := loadForNATS(cmd, g, natsURL)
+			if err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			ack, err := publishJoinedAck(ctx, url, ev)
+			ack, err := publishJoinedAck(ctx, cfg.NATS, ev)
 			if err != nil {
 				return err
 			}
@@ -122,7 +119,7 @@ data, no NATS, no stream).`,
 	fl.StringVar(&file, "file", "", "read the joined data from this JSON file instead of the flags")
 	fl.StringVar(&id, "id", "", "event id (default: a new UUID); the same id within two minutes is published once")
 	fl.StringVar(&source, "source", "guestflow/cli", "CloudEvents source")
-	fl.StringVar(&natsURL, "nats", "", "NATS URL (default: nats.url of the configuration, else "+config.DefaultNATSURL+")")
+	natsURL.register(fl)
 	return cmd
 }
 
@@ -133,15 +130,15 @@ const exitDuplicate = 4
 
 // publishJoined sends a joined event in structured mode and waits for the
 // PubAck; Nats-Msg-Id is the event id, so a retried publish is stored once.
-func publishJoined(ctx context.Context, url string, ev event.Event) error {
-	_, err := publishJoinedAck(ctx, url, ev)
+func publishJoined(ctx context.Context, nc config.NATS, ev event.Event) error {
+	_, err := publishJoinedAck(ctx, nc, ev)
 	return err
 }
 
 // publishJoinedAck is publishJoined, returning the PubAck, whose Duplicate
 // says that the stream already had the id.
-func publishJoinedAck(ctx context.Context, url string, ev event.Event) (*jetstream.PubAck, error) {
-	nc, js, err := app.Connect(url, "", "guestflow-publish")
+func publishJoinedAck(ctx context.Context, c config.NATS, ev event.Event) (*jetstream.PubAck, error) {
+	nc, js, err := app.Connect(c, "guestflow-publish")
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +150,11 @@ func publishJoinedAck(ctx context.Context, url string, ev event.Event) (*jetstre
 	m := &nats.Msg{Subject: events.SubjectJoined, Header: nats.Header(header), Data: body}
 	ack, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(ev.ID()))
 	if err != nil {
+		if denied := provision.Denied(nc, err); denied != err {
+			// Not a missing stream: a publisher the broker may not let
+			// publish there.
+			return nil, fmt.Errorf("publish to %s: %w", events.SubjectJoined, denied)
+		}
 		return nil, fmt.Errorf("publish to %s: %w (is a worker or 'guestflow dev' running? it creates the stream)", events.SubjectJoined, err)
 	}
 	return ack, nil

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/guestflow/guestflow/internal/app"
-	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/timeline"
 )
 
@@ -17,7 +14,7 @@ const noTenantNote = "not shown: no tenant configured; pass --config FILE with t
 
 func newStatus(g *globals) *cobra.Command {
 	var (
-		natsURL string
+		natsURL natsFlag
 		asJSON  bool
 		scanAll bool
 	)
@@ -54,14 +51,11 @@ which takes a moment on a large stream. --scan always reads the whole event log.
   AZURE_CLIENT_ID=… AZURE_CLIENT_SECRET=… guestflow status ana.silva@fabrikam.com --config guestflow.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.LoadUnvalidated(g.configPath, cmd.Flags().Changed("config"), os.Environ())
+			cfg, err := loadForNATS(cmd, g, natsURL)
 			if err != nil {
 				return err
 			}
-			if natsURL == "" {
-				natsURL = cfg.NATS.URL
-			}
-			nc, js, err := app.Connect(natsURL, cfg.NATS.Creds, "guestflow-status")
+			nc, js, err := app.Connect(cfg.NATS, "guestflow-status")
 			if err != nil {
 				return err
 			}
@@ -78,7 +72,7 @@ which takes a moment on a large stream. --scan always reads the whole event log.
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS URL (default: nats.url of the configuration, else "+config.DefaultNATSURL+")")
+	natsURL.register(cmd.Flags())
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON array of onboardings instead of text")
 	cmd.Flags().BoolVar(&scanAll, "scan", false, "read the whole event log instead of looking the argument up in the index")
 	return cmd

@@ -21,7 +21,7 @@ import (
 
 // workerFlags tune the runtime of `worker` and `dev`.
 type workerFlags struct {
-	nats         string
+	nats         natsFlag
 	concurrency  int
 	maxFailures  int
 	ackWait      time.Duration
@@ -158,9 +158,7 @@ workload identity or managed identity. Endpoints and instances come from --confi
 			if err != nil {
 				return err
 			}
-			if f.nats != "" {
-				cfg.NATS.URL = f.nats
-			}
+			f.nats.apply(&cfg.NATS)
 			service := "guestflow-worker"
 			if len(names) == 1 {
 				service = "guestflow-" + names[0]
@@ -173,7 +171,7 @@ workload identity or managed identity. Endpoints and instances come from --confi
 			return runWorkers(cmd.Context(), cfg, credentialsFromEnv(), names, f, g)
 		},
 	}
-	cmd.Flags().StringVar(&f.nats, "nats", "", "NATS URL (default: nats.url of the configuration)")
+	f.nats.register(cmd.Flags())
 	f.register(cmd)
 	f.ops.register(cmd, "")
 	return cmd
@@ -181,7 +179,7 @@ workload identity or managed identity. Endpoints and instances come from --confi
 
 // runWorkers runs the named steps until ctx ends.
 func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, names []string, f *workerFlags, g *globals) error {
-	nc, js, err := app.Connect(cfg.NATS.URL, cfg.NATS.Creds, "guestflow-worker")
+	nc, js, err := app.Connect(cfg.NATS, "guestflow-worker")
 	if err != nil {
 		return err
 	}

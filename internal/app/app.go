@@ -6,11 +6,9 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
@@ -24,7 +22,6 @@ import (
 	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/internal/memo"
 	"github.com/guestflow/guestflow/internal/telemetry"
-	"github.com/guestflow/guestflow/internal/textsafe"
 	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
@@ -121,42 +118,9 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	return steps, nil
 }
 
-// logAsyncError logs what nats.go reports outside any call (a slow
-// consumer, a permissions violation) on slog's default logger, which main
-// sets from --log-format and --log-level: nats.go's own handler would print
-// it on stderr as plain text.
-func logAsyncError(nc *nats.Conn, sub *nats.Subscription, err error) {
-	args := []any{"err", err}
-	if sub != nil {
-		args = append(args, "subject", sub.Subject)
-	}
-	slog.Default().Warn("NATS reported an error", args...)
-}
-
 // withTransport is hc with its transport wrapped.
 func withTransport(hc *http.Client, wrap func(http.RoundTripper) http.RoundTripper) *http.Client {
 	c := *hc
 	c.Transport = wrap(hc.Transport)
 	return &c
-}
-
-// Connect opens a NATS connection that keeps reconnecting: a broker restart
-// must not end a worker. Its error shows url with any credentials in it
-// redacted, nats.go's own parse error included, because it ends up on
-// stderr and in logs.
-func Connect(url, creds, name string) (*nats.Conn, jetstream.JetStream, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ErrorHandler(logAsyncError)}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("NATS %s: %w", textsafe.URL(url), textsafe.URLError(err))
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
 }

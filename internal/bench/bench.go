@@ -25,6 +25,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/broker"
+	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/graphsim"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
@@ -159,7 +160,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 		return Result{}, err
 	}
 
-	nc, js, err := app.Connect(ns.ClientURL(), "", "guestflow-bench")
+	nc, js, err := app.Connect(config.NATS{URL: ns.ClientURL()}, "guestflow-bench")
 	if err != nil {
 		return Result{}, err
 	}

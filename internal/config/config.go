@@ -26,12 +26,6 @@ type Config struct {
 	Instances map[string]Instance `yaml:"instances"`
 }
 
-// NATS says where the broker is.
-type NATS struct {
-	URL   string `yaml:"url"`
-	Creds string `yaml:"creds"`
-}
-
 // Tenant says which Entra tenant and which Microsoft endpoints to use. The
 // endpoints are configurable so the same code talks to the emulator.
 type Tenant struct {
@@ -119,8 +113,9 @@ const (
 
 // Load reads the YAML file at path (a missing file is an error only when
 // mustExist), applies the GUESTFLOW_… overrides found in environ (as
-// os.Environ returns it), fills defaults and validates. A relative caFile is
-// resolved against the file's folder.
+// os.Environ returns it), fills defaults and validates. A relative path in
+// the file (tenant.caFile, the files of the nats section) is resolved
+// against the file's folder.
 func Load(path string, mustExist bool, environ []string) (Config, error) {
 	c, err := LoadUnvalidated(path, mustExist, environ)
 	if err != nil {
@@ -145,6 +140,7 @@ func LoadUnvalidated(path string, mustExist bool, environ []string) (Config, err
 		if c.Tenant.CAFile != "" && !filepath.IsAbs(c.Tenant.CAFile) {
 			c.Tenant.CAFile = filepath.Join(filepath.Dir(path), c.Tenant.CAFile)
 		}
+		c.NATS.resolve(filepath.Dir(path))
 	case errors.Is(err, os.ErrNotExist) && !mustExist:
 	default:
 		return Config{}, fmt.Errorf("config: %w", err)
@@ -157,8 +153,16 @@ func LoadUnvalidated(path string, mustExist bool, environ []string) (Config, err
 }
 
 // Parse decodes YAML strictly: an unknown key is an error, because a typo in
-// a key would otherwise silently fall back to a default.
+// a key would otherwise silently fall back to a default. A secret written
+// into the nats section is refused with where it goes instead.
 func Parse(raw []byte, c *Config) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	if err := refuseSecrets(&doc); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && err.Error() != "EOF" {
@@ -172,7 +176,7 @@ func (c Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
 
 // SetDefaults fills what the file may leave out.
 func (c *Config) SetDefaults() {
-	if c.NATS.URL == "" {
+	if c.NATS.URL == "" && len(c.NATS.URLs) == 0 {
 		c.NATS.URL = DefaultNATSURL
 	}
 	if c.Tenant.GraphURL == "" {
@@ -200,6 +204,9 @@ func (c *Config) SetDefaults() {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Tenant.ID == "" {
 		bad("tenant.id is required (or set GUESTFLOW_TENANT_ID)")
 	}
@@ -279,9 +286,12 @@ func httpsURL(s string) error {
 
 // Override applies GUESTFLOW_… environment variables. Names are the YAML
 // path in upper case joined by underscores: GUESTFLOW_NATS_URL,
-// GUESTFLOW_TENANT_GRAPHURL, GUESTFLOW_INSTANCES_SALES_SECURITYGROUPID. An
-// instance variable for an instance the file lacks creates it; roles are
-// comma-separated.
+// GUESTFLOW_NATS_TLS_CAFILE, GUESTFLOW_TENANT_GRAPHURL,
+// GUESTFLOW_INSTANCES_SALES_SECURITYGROUPID. An instance variable for an
+// instance the file lacks creates it; lists are comma-separated.
+// GUESTFLOW_NATS_URL and GUESTFLOW_NATS_URLS each replace the whole server
+// list, whichever key the file used. GUESTFLOW_NATS_PASSWORD and
+// GUESTFLOW_NATS_TOKEN have no key in the file: secrets never go there.
 func (c *Config) Override(environ []string) error {
 	env := map[string]string{}
 	for _, kv := range environ {
@@ -290,9 +300,25 @@ func (c *Config) Override(environ []string) error {
 		}
 	}
 	getenv := func(k string) string { return env[k] }
+	if v := getenv("GUESTFLOW_NATS_URL"); v != "" {
+		c.NATS.SetServers(v)
+	}
+	if v := getenv("GUESTFLOW_NATS_URLS"); v != "" {
+		c.NATS.URL, c.NATS.URLs = "", splitList(v)
+	}
 	str := map[string]*string{
-		"NATS_URL":                &c.NATS.URL,
 		"NATS_CREDS":              &c.NATS.Creds,
+		"NATS_NKEYFILE":           &c.NATS.NKeyFile,
+		"NATS_USER":               &c.NATS.User,
+		"NATS_PASSWORDFILE":       &c.NATS.PasswordFile,
+		"NATS_PASSWORD":           &c.NATS.Password,
+		"NATS_TOKENFILE":          &c.NATS.TokenFile,
+		"NATS_TOKEN":              &c.NATS.Token,
+		"NATS_TLS_CAFILE":         &c.NATS.TLS.CAFile,
+		"NATS_TLS_CERTFILE":       &c.NATS.TLS.CertFile,
+		"NATS_TLS_KEYFILE":        &c.NATS.TLS.KeyFile,
+		"NATS_TLS_SERVERNAME":     &c.NATS.TLS.ServerName,
+		"NATS_INBOXPREFIX":        &c.NATS.InboxPrefix,
 		"TENANT_ID":               &c.Tenant.ID,
 		"TENANT_GRAPHURL":         &c.Tenant.GraphURL,
 		"TENANT_AUTHORITYHOST":    &c.Tenant.AuthorityHost,

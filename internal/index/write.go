@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Writer adds messages to the index. Several workers add to the same keys
@@ -42,21 +44,27 @@ type Options struct {
 // tries settle them.
 const updateTries = 8
 
-// Open creates the bucket or opens it, putting its settings back to these
-// (file storage, history 1, the TTL): a bucket left with other settings,
-// or created before it had a TTL, gets them.
-func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Writer, error) {
-	if o.TTL <= 0 {
-		return nil, errors.New("index: a TTL is required")
-	}
-	cfg := jetstream.KeyValueConfig{
+// BucketConfig is the bucket's configuration with keys kept for ttl.
+func BucketConfig(ttl time.Duration) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "guestflow: the GUESTFLOW sequences of each onboarding id and address, for guestflow status",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		TTL:         o.TTL,
+		TTL:         ttl,
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// Open opens the bucket, creating it when it is absent and putting its
+// settings back to these (file storage, history 1, the TTL) when they
+// differ (provision.KeyValue): a bucket left with other settings, or
+// created before it had a TTL, gets them.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Writer, error) {
+	if o.TTL <= 0 {
+		return nil, errors.New("index: a TTL is required")
+	}
+	cfg := BucketConfig(o.TTL)
+	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Bucket is the key-value bucket's name.
@@ -56,11 +58,12 @@ type Store struct {
 	kv  jetstream.KeyValue
 }
 
-// Open creates or opens the bucket, with records kept for TTL. History 1
-// and file storage: only the latest record matters, and it must survive a
-// broker restart. A bucket created without a TTL (before guestflow set
-// one) gets it: create-or-update puts the bucket's settings back to these,
-// and the server then expires the records older than the TTL.
+// Open opens the bucket, creating it when it is absent, with records kept
+// for TTL. History 1 and file storage: only the latest record matters, and
+// it must survive a broker restart. A bucket created without a TTL (before
+// guestflow set one) gets it: a bucket whose settings differ is put back
+// to these (provision.KeyValue), and the server then expires the records
+// older than the TTL.
 func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	return OpenWithTTL(ctx, js, TTL)
 }
@@ -75,14 +78,19 @@ func OpenWithTTL(ctx context.Context, js jetstream.JetStream, ttl time.Duration)
 	return s, nil
 }
 
-func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+// BucketConfig is the bucket's configuration with records kept for ttl.
+func BucketConfig(ttl time.Duration) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "guestflow: what each step did per onboarding (invitations, mails)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		TTL:         s.ttl,
-	})
+		TTL:         ttl,
+	}
+}
+
+func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, _, err := provision.KeyValue(ctx, s.js, BucketConfig(s.ttl))
 	if err != nil {
 		return nil, fmt.Errorf("memo: %w", err)
 	}

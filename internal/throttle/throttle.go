@@ -39,6 +39,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/metrics"
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Bucket is the key-value bucket holding the shared budget state.
@@ -85,13 +86,9 @@ type Gate struct {
 	now    func() time.Time
 }
 
-// Open creates or opens the bucket and starts following pauses until ctx
-// ends.
-func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error) {
-	if o.MaxWait <= 0 {
-		o.MaxWait = 2 * time.Second
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+// BucketConfig is the bucket's configuration.
+func BucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "guestflow: the tenant's shared Graph write budget",
 		History:     1,
@@ -99,14 +96,23 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 		// restart: a memory bucket would not exist after one at all, and
 		// every write would fail until a worker re-created it.
 		Storage: jetstream.FileStorage,
-	})
+	}
+}
+
+// Open opens the bucket, creating it when it is absent (provision.KeyValue),
+// and starts following pauses until ctx ends.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error) {
+	if o.MaxWait <= 0 {
+		o.MaxWait = 2 * time.Second
+	}
+	kv, _, err := provision.KeyValue(ctx, js, BucketConfig())
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
 	g := &Gate{kv: kv, o: o, now: time.Now}
 	w, err := g.watch(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("throttle: %w", err)
+		return nil, fmt.Errorf("throttle: watching the pauses: %w", provision.Denied(js.Conn(), err))
 	}
 	go g.follow(ctx, w)
 	return g, nil

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // consumerConfig is the durable consumer a worker of step creates when
@@ -61,7 +63,7 @@ func (w *runner) ensureConsumer(ctx context.Context) (jetstream.Consumer, bool, 
 		}
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("consumer %s: %w", w.step.Name, err)
+		return nil, false, fmt.Errorf("consumer %s: %w", w.step.Name, provision.Denied(w.js.Conn(), err))
 	}
 	have := c.CachedInfo().Config
 	for _, d := range drifts(have, want) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/metrics"
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Dead-letter headers (docs/dead-letters.md).
@@ -121,7 +122,7 @@ func (w *runner) deadLetter(ctx context.Context, d delivery, v failure.Verdict, 
 		}
 		_, err = w.js.PublishMsg(ctx, m)
 	}
-	return truncated, err
+	return truncated, provision.Denied(w.js.Conn(), err)
 }
 
 // letter builds the dead letter: the input's body and headers, bounded,

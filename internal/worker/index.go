@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/guestflow/guestflow/internal/index"
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // indexTimeout bounds one message's index writes. The index only speeds up
@@ -36,7 +37,7 @@ func (w *runner) index(ctx context.Context, seq uint64, subject string, header m
 	}
 	if err != nil {
 		w.o.Stats.IndexFailures.Add(1)
-		w.log.Warn("indexing a message for guestflow status failed; the message is left out of the index", "seq", seq, "err", err)
+		w.log.Warn("indexing a message for guestflow status failed; the message is left out of the index", "seq", seq, "err", provision.Denied(w.js.Conn(), err))
 	}
 }
 

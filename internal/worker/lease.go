@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // LeaseBucket holds one lease per input being processed or waiting for its
@@ -73,6 +75,9 @@ type leases struct {
 // retrying, which then start over.
 const LeaseKeyTTL = 24 * time.Hour
 
+// LeaseBucketConfig is the lease bucket's configuration.
+func LeaseBucketConfig() jetstream.KeyValueConfig { return leaseConfig }
+
 var leaseConfig = jetstream.KeyValueConfig{
 	Bucket:      LeaseBucket,
 	Description: "guestflow: inputs being processed or retried, so a redelivery does not run beside them, and their failed attempts",
@@ -82,9 +87,10 @@ var leaseConfig = jetstream.KeyValueConfig{
 	TTL:     LeaseKeyTTL,
 }
 
-// openLeases creates or opens the bucket. Create-or-update puts an
-// existing bucket's settings back to leaseConfig, so one created without
-// the TTL gets it, and the server expires its old keys.
+// openLeases opens the bucket, creating it when it is absent and putting
+// its settings back to leaseConfig when they differ (provision.KeyValue),
+// so one created without the TTL gets it, and the server expires its old
+// keys.
 func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, now func() time.Time) (*leases, error) {
 	return openLeasesWith(ctx, js, leaseConfig, ttl, now)
 }
@@ -92,7 +98,7 @@ func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, 
 // openLeasesWith is openLeases with the bucket's settings, for tests that
 // watch keys expire.
 func openLeasesWith(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, ttl time.Duration, now func() time.Time) (*leases, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("leases: %w", err)
 	}

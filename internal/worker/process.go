@@ -16,6 +16,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/metrics"
+	"github.com/guestflow/guestflow/internal/provision"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -286,7 +287,7 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 			w.onboarded(ev)
 		}
 	}
-	return err
+	return provision.Denied(w.js.Conn(), err)
 }
 
 // fail turns a step error into a redelivery or a dead letter. It counts

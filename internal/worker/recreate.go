@@ -46,7 +46,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name string) (boo
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false, err
 	}
-	for _, cfg := range streamConfigs(StreamOptions{}) {
+	for _, cfg := range StreamConfigs(StreamOptions{}) {
 		if cfg.Name != name {
 			continue
 		}

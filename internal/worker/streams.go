@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Stream names and the subjects they hold (docs/streams.md).
@@ -33,18 +35,24 @@ type StreamOptions struct {
 	DLQMaxAge time.Duration
 }
 
-// EnsureStreams creates or updates both streams. It is idempotent so that
-// every worker can call it at start without coordination.
+// EnsureStreams makes both streams exist with the contract's settings:
+// it looks each up, and creates or updates only one that is absent or
+// differs (see provision.Stream), so that a worker whose NATS user may
+// only look streams up starts against streams provisioned for it. It is
+// idempotent so that every worker can call it at start without
+// coordination.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
-	for _, cfg := range streamConfigs(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+	for _, cfg := range StreamConfigs(o) {
+		if _, _, err := provision.Stream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
 }
 
-func streamConfigs(o StreamOptions) []jetstream.StreamConfig {
+// StreamConfigs are the event stream and the dead-letter stream as the
+// contract has them.
+func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	if o.MaxAge == 0 {
 		o.MaxAge = DefaultMaxAge
 	}

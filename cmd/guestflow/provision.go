@@ -1,0 +1,45 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/guestflow/guestflow/internal/app"
+)
+
+func newProvision(g *globals) *cobra.Command {
+	var natsURL natsFlag
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Create or update the streams and key-value buckets the workers use",
+		Long: `Make the streams GUESTFLOW and GUESTFLOW_DLQ and the key-value buckets GUESTFLOW_MEMO,
+GUESTFLOW_LEASES, GUESTFLOW_INDEX and GUESTFLOW_THROTTLE exist with the settings the
+workers give them, and print what was done to each: created, updated or unchanged.
+
+Workers do the same at start, but look first and write only what is absent or differs.
+Run provision once, and after an upgrade, as a NATS user that may create and update
+those streams; each worker's own user then needs only to look them up (see the README's
+Security section for each step's permissions). Running it again changes nothing.`,
+		Example: `  GUESTFLOW_NATS_CREDS=provision.creds guestflow provision --nats tls://nats.internal:4222`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadForNATS(cmd, g, natsURL)
+			if err != nil {
+				return err
+			}
+			nc, js, err := app.Connect(cfg.NATS, "guestflow-provision")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			done, err := app.Provision(cmd.Context(), js)
+			for _, p := range done {
+				fmt.Fprintf(cmd.OutOrStdout(), "%-6s  %-18s  %s\n", p.Kind, p.Name, p.Action)
+			}
+			return err
+		},
+	}
+	natsURL.register(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,192 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/guestflow/guestflow/internal/config"
+)
+
+// natsFiles writes the files a NATS section may name into a folder and
+// returns it.
+func natsFiles(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"ca.pem", "nats.pem", "nats-key.pem", "seed.nk", "password", "token", "guestflow.creds"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// loadNATS loads a configuration file holding body in dir.
+func loadNATS(t *testing.T, dir, body string, env ...string) (config.NATS, error) {
+	t.Helper()
+	p := filepath.Join(dir, "guestflow.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadUnvalidated(p, true, env)
+	if err != nil {
+		return config.NATS{}, err
+	}
+	return c.NATS, c.NATS.Validate()
+}
+
+func TestNATSSectionLoadsAndResolvesFiles(t *testing.T) {
+	dir := natsFiles(t)
+	n, err := loadNATS(t, dir, `
+nats:
+  urls: [tls://nats-1.internal:4222, nats-2.internal:4222]
+  nkeyFile: seed.nk
+  inboxPrefix: _INBOX_guestflow_invite
+  tls:
+    caFile: ca.pem
+    certFile: nats.pem
+    keyFile: nats-key.pem
+    serverName: nats.internal
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Servers(); !slices.Equal(got, []string{"tls://nats-1.internal:4222", "nats-2.internal:4222"}) {
+		t.Errorf("servers %q", got)
+	}
+	if n.NKeyFile != filepath.Join(dir, "seed.nk") || n.TLS.CAFile != filepath.Join(dir, "ca.pem") || n.TLS.KeyFile != filepath.Join(dir, "nats-key.pem") {
+		t.Errorf("relative files are not resolved against the configuration's folder: %+v", n)
+	}
+	if !n.TLS.Enabled() || n.TLS.ServerName != "nats.internal" {
+		t.Errorf("tls %+v", n.TLS)
+	}
+}
+
+func TestNATSCommaSeparatedURLAndEnvironment(t *testing.T) {
+	dir := natsFiles(t)
+	n, err := loadNATS(t, dir, "nats:\n  url: nats://a:4222, nats://b:4222\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Servers(); !slices.Equal(got, []string{"nats://a:4222", "nats://b:4222"}) {
+		t.Errorf("servers %q", got)
+	}
+	// A variable replaces the whole list, whichever key the file used.
+	n, err = loadNATS(t, dir, "nats:\n  urls: [nats://a:4222]\n",
+		"GUESTFLOW_NATS_URL=nats://c:4222",
+		"GUESTFLOW_NATS_USER=guestflow-invite",
+		"GUESTFLOW_NATS_PASSWORD=s3cret",
+		"GUESTFLOW_NATS_TLS_CAFILE="+filepath.Join(dir, "ca.pem"),
+		"GUESTFLOW_NATS_TLS_SERVERNAME=nats.internal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Servers(); !slices.Equal(got, []string{"nats://c:4222"}) {
+		t.Errorf("GUESTFLOW_NATS_URL did not replace nats.urls: %q", got)
+	}
+	if n.User != "guestflow-invite" || n.Password != "s3cret" || n.TLS.ServerName != "nats.internal" || n.TLS.CAFile == "" {
+		t.Errorf("environment not applied: %+v", n)
+	}
+	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n", "GUESTFLOW_NATS_URLS=nats://d:4222,nats://e:4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Servers(); !slices.Equal(got, []string{"nats://d:4222", "nats://e:4222"}) {
+		t.Errorf("GUESTFLOW_NATS_URLS: %q", got)
+	}
+}
+
+func TestNATSSecretsNeverComeFromTheFile(t *testing.T) {
+	dir := natsFiles(t)
+	for _, tc := range []struct{ body, want, leak string }{
+		{"nats:\n  user: guestflow\n  password: hunter2\n", "line 3: nats.password: secrets never go in the configuration file", "hunter2"},
+		{"nats:\n  token: t0ken\n", "nats.token: secrets never go", "t0ken"},
+		{"nats:\n  url: nats://guestflow:hunter2@nats.internal:4222\n", "credentials in it", "hunter2"},
+		{"nats:\n  urls: [nats://a:4222, \"nats://t0ken@b:4222\"]\n", "line 2: nats.urls", "t0ken"},
+	} {
+		_, err := loadNATS(t, dir, tc.body)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error with %q, got %v", tc.body, tc.want, err)
+			continue
+		}
+		if strings.Contains(err.Error(), tc.leak) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+	// From the environment, a password is fine, and never written back.
+	c := config.Config{NATS: config.NATS{URL: "nats://a:4222", User: "guestflow", Password: "hunter2", Token: "t0ken"}}
+	out, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "hunter2") || strings.Contains(string(out), "t0ken") {
+		t.Errorf("a secret from the environment is written into the configuration:\n%s", out)
+	}
+}
+
+func TestNATSValidation(t *testing.T) {
+	dir := natsFiles(t)
+	f := func(name string) string { return filepath.Join(dir, name) }
+	for _, tc := range []struct {
+		name string
+		n    config.NATS
+		want []string // in the error; none means valid
+	}{
+		{"defaults", config.NATS{URL: config.DefaultNATSURL}, nil},
+		{"user and password file", config.NATS{URL: "nats://a:4222", User: "u", PasswordFile: f("password")}, nil},
+		{"token from the environment", config.NATS{URL: "nats://a:4222", Token: "t"}, nil},
+		{"two ways to sign in", config.NATS{URL: "nats://a:4222", Creds: f("guestflow.creds"), NKeyFile: f("seed.nk")},
+			[]string{"nats.creds, nats.nkeyFile are all set; choose one way"}},
+		{"URL credentials and a user", config.NATS{URL: "nats://u:p@a:4222", User: "u", Password: "p"},
+			[]string{"nats.user, credentials in the server URL are all set"}},
+		{"user without password", config.NATS{URL: "nats://a:4222", User: "u"}, []string{`nats.user "u" has no password`}},
+		{"password without user", config.NATS{URL: "nats://a:4222", Password: "p"}, []string{"nats.user is missing"}},
+		{"password twice", config.NATS{URL: "nats://a:4222", User: "u", Password: "p", PasswordFile: f("password")},
+			[]string{"nats.passwordFile and GUESTFLOW_NATS_PASSWORD are both set"}},
+		{"token twice", config.NATS{URL: "nats://a:4222", Token: "t", TokenFile: f("token")},
+			[]string{"nats.tokenFile and GUESTFLOW_NATS_TOKEN are both set"}},
+		{"certificate without key", config.NATS{URL: "nats://a:4222", TLS: config.NATSTLS{CertFile: f("nats.pem")}},
+			[]string{"nats.tls.certFile and nats.tls.keyFile go together"}},
+		{"key without certificate", config.NATS{URL: "nats://a:4222", TLS: config.NATSTLS{KeyFile: f("nats-key.pem")}},
+			[]string{"nats.tls.certFile and nats.tls.keyFile go together"}},
+		{"missing files", config.NATS{URL: "nats://a:4222", NKeyFile: f("gone.nk"), TLS: config.NATSTLS{CAFile: f("gone.pem")}},
+			[]string{"nats.nkeyFile: open " + f("gone.nk"), "nats.tls.caFile: open " + f("gone.pem")}},
+		{"a folder for a file", config.NATS{URL: "nats://a:4222", Creds: dir}, []string{"nats.creds: " + dir + " is a folder"}},
+		{"url and urls", config.NATS{URL: "nats://a:4222", URLs: []string{"nats://b:4222"}}, []string{"nats.url and nats.urls are both set"}},
+		{"not a NATS URL", config.NATS{URL: "https://a:4222"}, []string{`"https://a:4222" is not a NATS server URL`}},
+		{"bad inbox prefix", config.NATS{URL: "nats://a:4222", InboxPrefix: "_INBOX.>"}, []string{"nats.inboxPrefix"}},
+	} {
+		err := tc.n.Validate()
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		for _, w := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: want %q in the error, got %v", tc.name, w, err)
+			}
+		}
+	}
+}
+
+func TestNATSURLErrorsAreRedacted(t *testing.T) {
+	for _, u := range []string{"https://guestflow:hunter2@a:4222", "nats://guestflow:hunter2@a:bad", "nats://hunter2@a:4222,ftp://b"} {
+		err := config.NATS{URL: u}.Validate()
+		if err == nil {
+			t.Errorf("%q is accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+	// The whole configuration reports the section's problems with the rest.
+	err := config.Config{NATS: config.NATS{URL: "nats://a:4222", User: "u"}}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "nats.user") || !strings.Contains(err.Error(), "tenant.id") {
+		t.Errorf("Validate: %v", err)
+	}
+}
