@@ -217,7 +217,7 @@ func TestOnboardsEveryInstance(t *testing.T) {
 	allowed := map[string]bool{
 		"GET /v1.0/users": true, "GET /v1.0/users/{id}": true, "POST /v1.0/invitations": true,
 		"POST /v1.0/groups/{id}/members/$ref": true, "PATCH /v1.0/users/{id}": true,
-		"GET /v1.0/subscribedSkus": true, "GET /v1.0/users/{id}/licenseDetails": true,
+		"GET /v1.0/subscribedSkus":            true,
 		"POST /v1.0/users/{id}/assignLicense": true, "POST /v1.0/users/{id}/sendMail": true,
 		"GET /instances/{instance}/api/data/v9.2/systemusers":                                         true,
 		"GET /instances/{instance}/api/data/v9.2/businessunits":                                       true,

@@ -141,15 +141,24 @@ func (c *Client) SubscribedSkus(ctx context.Context) ([]directory.Sku, error) {
 	return out, nil
 }
 
-// AssignedSkuIDs lists the SKU ids assigned to a user.
+// AssignedSkuIDs lists the SKU ids assigned to a user, from the user's
+// assignedLicenses: the same read permission as the user itself (the
+// licenseDetails relationship lists no application permission in
+// Microsoft's v1.0 reference).
 func (c *Client) AssignedSkuIDs(ctx context.Context, userID string) ([]string, error) {
-	res, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).LicenseDetails().Get(ctx, nil)
+	u, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).Get(ctx,
+		&users.UserItemRequestBuilderGetRequestConfiguration{QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{
+			Select: []string{"id", "assignedLicenses"},
+		}})
 	if err != nil {
-		return nil, remote("list license details", err)
+		return nil, remote("read assigned licenses", err)
+	}
+	if u == nil {
+		return nil, remote("read assigned licenses", errNoBody)
 	}
 	var out []string
-	for _, d := range res.GetValue() {
-		if id := d.GetSkuId(); id != nil {
+	for _, l := range u.GetAssignedLicenses() {
+		if id := l.GetSkuId(); id != nil {
 			out = append(out, id.String())
 		}
 	}
