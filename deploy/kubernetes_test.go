@@ -46,9 +46,9 @@ func TestOverlaysDifferFromTheBase(t *testing.T) {
 // check above can fail.
 func TestPolicyFindsBrokenManifests(t *testing.T) {
 	cases := []struct {
-		name   string
-		break_ func(m *manifests)
-		want   string
+		name  string
+		spoil func(m *manifests)
+		want  string
 	}{
 		{"replicas on a scaled Deployment", func(m *manifests) {
 			m.deployments["guestflow-invite"].Spec.Replicas = ptr.To[int32](2)
@@ -191,7 +191,7 @@ func TestPolicyFindsBrokenManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.break_(m)
+			c.spoil(m)
 			got := checkOverlay("production", m)
 			for _, p := range got {
 				if strings.Contains(p, c.want) {
