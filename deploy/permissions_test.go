@@ -374,6 +374,15 @@ func TestWorkersRunUnderTheirNATSUsers(t *testing.T) {
 			_, err := ijsInvite.Consumer(short(), worker.Stream, "license")
 			return err
 		}},
+		{"invite", "$JS.API.CONSUMER.CREATE.GUESTFLOW.invite.guestflow.user.licensed", "point its consumer at another subject", func() error {
+			_, err := ijsInvite.CreateOrUpdateConsumer(short(), worker.Stream, jetstream.ConsumerConfig{
+				Durable: "invite", FilterSubject: events.SubjectLicensed, AckPolicy: jetstream.AckExplicitPolicy,
+			})
+			return err
+		}},
+		{"invite", "$JS.API.CONSUMER.DELETE.GUESTFLOW.invite", "delete its consumer", func() error {
+			return ijsInvite.DeleteConsumer(short(), worker.Stream, "invite")
+		}},
 		{"invite", "$JS.API.STREAM.DELETE.GUESTFLOW", "delete the stream", func() error {
 			return ijsInvite.DeleteStream(short(), worker.Stream)
 		}},
