@@ -8,8 +8,9 @@
 // render every overlay with kustomize, decode each object strictly into its
 // Kubernetes or KEDA type, check the policies the manifests promise (no
 // replicas where KEDA scales, the restricted security context, probes on the
-// ops port, …), and run the worker runtime under the NATS users that
-// nats-values.yaml defines. The repository's .ci/run runs them:
+// ops port, …), hold nats-values.yaml's users to the README's permission
+// tables, and try those users on an embedded NATS server configured as the
+// chart would configure it. The repository's .ci/run runs them:
 //
 //	(cd deploy && go test ./...)
 package deploy

@@ -125,6 +125,9 @@ func TestPolicyFindsBrokenManifests(t *testing.T) {
 				}
 			}
 		}, "must be nkey.seed in the mounted Secret guestflow-nats-invite"},
+		{"shared inbox", func(m *manifests) {
+			m.deployments["guestflow-role"].Spec.Template.Spec.Containers[0].Env = nil
+		}, `GUESTFLOW_NATS_INBOXPREFIX is "", want _INBOX_guestflow_role`},
 		{"no workload identity", func(m *manifests) {
 			delete(m.deployments["guestflow-role"].Spec.Template.Labels, "azure.workload.identity/use")
 		}, "azure.workload.identity/use must be"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,6 +121,9 @@ type natsPermission struct {
 // nats.formatConfig), and so a variable the server resolves.
 var chartVariable = regexp.MustCompile(`^<<\s+\$([A-Z0-9_]+)\s+>>$`)
 
+// natsUsers are the users nats-values.yaml defines.
+var natsUsers = append(append([]string{}, steps...), "intake", "provision", "operator")
+
 // nkeyVariable is the environment variable holding the public key of
 // user (a step, intake or operator).
 func nkeyVariable(user string) string { return "GUESTFLOW_NKEY_" + strings.ToUpper(user) }
@@ -186,7 +190,7 @@ func TestNATSValuesSetWhatTheDeploymentReliesOn(t *testing.T) {
 		}
 		users[m[1]] = true
 	}
-	for _, u := range append(append([]string{}, steps...), "intake", "operator") {
+	for _, u := range natsUsers {
 		if !users[nkeyVariable(u)] {
 			t.Errorf("no NATS user for %s (nkey << $%s >>)", u, nkeyVariable(u))
 		}
@@ -217,4 +221,157 @@ func TestNATSValuesRefuseMisspeltKeys(t *testing.T) {
 			t.Errorf("%q was accepted", strings.TrimSpace(typo[1]))
 		}
 	}
+}
+
+// TestNATSValuesMatchTheREADME: each user's permissions in nats-values.yaml
+// are exactly what the README's "NATS permissions" tables grant it, the
+// tables e2e/security_test.go holds the workers to. A step's replies are on
+// its own inbox prefix (inboxOf), which the table's `_INBOX.>` row allows.
+func TestNATSValuesMatchTheREADME(t *testing.T) {
+	lines, ok := readmeSection(t, "NATS permissions")
+	if !ok {
+		t.Skip(`../README.md has no "NATS permissions" section to compare with`)
+	}
+	want := map[string]map[string][]string{} // user → publish/subscribe → subjects
+	add := func(user, kind, subject string) {
+		if want[user] == nil {
+			want[user] = map[string][]string{}
+		}
+		want[user][kind] = append(want[user][kind], subject)
+	}
+	stepTable := false
+	for _, l := range lines {
+		cells := tableCells(l)
+		switch {
+		case l == "| permission | invite | license | role | notify | for |":
+			stepTable = true
+		case len(cells) == 0 || strings.HasPrefix(l, "|---"):
+			if len(cells) == 0 {
+				stepTable = false
+			}
+		case stepTable:
+			m := regexp.MustCompile("^(publish|subscribe) `([^`]+)`$").FindStringSubmatch(cells[0])
+			if m == nil || len(cells) != 6 {
+				t.Fatalf("README: not a permission row: %s", l)
+			}
+			for i, step := range steps {
+				if cells[1+i] != "✓" {
+					continue
+				}
+				s := strings.NewReplacer("<step>", step, "<in>", stepIO[step][0], "<out>", stepIO[step][1]).Replace(m[2])
+				if rest, ok := strings.CutPrefix(s, "_INBOX."); ok {
+					s = inboxOf(step) + "." + rest
+				}
+				add(step, m[1], s)
+			}
+		case len(cells) == 3 && cells[0] == "`guestflow provision`":
+			subjects, each := backticked(cells[1]), []string{}
+			for _, s := range subjects {
+				if regexp.MustCompile(`^(KV_)?GUESTFLOW[A-Z_]*$`).MatchString(s) {
+					each = append(each, s)
+				}
+			}
+			for _, s := range subjects {
+				switch {
+				case s == "<s>": // "for each `<s>` of …"
+				case strings.Contains(s, "<s>"):
+					for _, e := range each {
+						add("provision", "publish", strings.ReplaceAll(s, "<s>", e))
+					}
+				case !slices.Contains(each, s):
+					add("provision", "publish", s)
+				}
+			}
+			for _, s := range backticked(cells[2]) {
+				add("provision", "subscribe", s)
+			}
+		case len(cells) == 3 && strings.HasPrefix(cells[0], "an HR system"):
+			for _, s := range backticked(cells[1]) {
+				add("intake", "publish", s)
+			}
+			for _, s := range backticked(cells[2]) {
+				add("intake", "subscribe", s)
+			}
+		}
+	}
+	for _, u := range append(append([]string{}, steps...), "provision", "intake") {
+		if len(want[u]["publish"]) == 0 {
+			t.Fatalf("README: found no permissions for %s; has the table changed shape?", u)
+		}
+	}
+	v, _ := loadNATSValues(t)
+	for _, u := range v.Config.Merge.Accounts[natsAccount].Users {
+		m := chartVariable.FindStringSubmatch(u.NKey)
+		if m == nil {
+			continue
+		}
+		user := strings.ToLower(strings.TrimPrefix(m[1], "GUESTFLOW_NKEY_"))
+		w, ok := want[user]
+		if !ok {
+			if u.Permissions != nil {
+				t.Errorf("%s: the README grants it nothing narrower than the whole account; nats-values.yaml restricts it", user)
+			}
+			continue
+		}
+		if u.Permissions == nil || u.Permissions.Publish == nil || u.Permissions.Subscribe == nil {
+			t.Errorf("%s: no publish and subscribe permissions", user)
+			continue
+		}
+		for kind, have := range map[string]*natsPermission{"publish": u.Permissions.Publish, "subscribe": u.Permissions.Subscribe} {
+			if len(have.Deny) > 0 {
+				t.Errorf("%s: %s deny %v: the README's tables allow, they do not deny", user, kind, have.Deny)
+			}
+			got, exp := slices.Sorted(slices.Values(have.Allow)), slices.Sorted(slices.Values(w[kind]))
+			if !slices.Equal(got, exp) {
+				t.Errorf("%s: %s allows\n  %v\nthe README grants\n  %v", user, kind, got, exp)
+			}
+		}
+	}
+}
+
+var backtick = regexp.MustCompile("`([^`]+)`")
+
+func backticked(s string) []string {
+	var out []string
+	for _, m := range backtick.FindAllStringSubmatch(s, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// readmeSection returns the lines of ../README.md's section headed title,
+// and whether there is one.
+func readmeSection(t *testing.T, title string) ([]string, bool) {
+	t.Helper()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in, found := false, false
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "#") {
+			in = strings.TrimLeft(l, "# ") == title
+			found = found || in
+			continue
+		}
+		if in {
+			out = append(out, l)
+		}
+	}
+	return out, found
+}
+
+// tableCells are the trimmed cells of a Markdown table row (none for any
+// other line).
+func tableCells(l string) []string {
+	l = strings.TrimSpace(l)
+	if !strings.HasPrefix(l, "|") || !strings.HasSuffix(l, "|") || len(l) < 2 {
+		return nil
+	}
+	cells := strings.Split(l[1:len(l)-1], "|")
+	for i := range cells {
+		cells[i] = strings.TrimSpace(cells[i])
+	}
+	return cells
 }

@@ -46,6 +46,9 @@ const (
 	configMapName = "guestflow-config"
 )
 
+// inboxOf is the inbox prefix of step's NATS user.
+func inboxOf(step string) string { return "_INBOX_guestflow_" + step }
+
 type problems []string
 
 func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
@@ -458,14 +461,29 @@ func checkStepConfig(step string, d *appsv1.Deployment, m *manifests) problems {
 	}
 	var cfg struct {
 		NATS struct {
-			NKeySeedFile string `json:"nkeySeedFile"`
+			NKeyFile string `json:"nkeyFile"`
 		} `json:"nats"`
 	}
 	if err := yaml.Unmarshal([]byte(cm.Data["guestflow.yaml"]), &cfg); err != nil {
 		p.addf("ConfigMap %s: guestflow.yaml: %v", cm.Name, err)
 	}
-	if seedDir == "" || cfg.NATS.NKeySeedFile != seedDir+"/nkey.seed" {
-		p.addf("%s: nats.nkeySeedFile %q must be nkey.seed in the mounted Secret guestflow-nats-%s (mounted at %q)", d.Name, cfg.NATS.NKeySeedFile, step, seedDir)
+	if seedDir == "" || cfg.NATS.NKeyFile != seedDir+"/nkey.seed" {
+		p.addf("%s: nats.nkeyFile %q must be nkey.seed in the mounted Secret guestflow-nats-%s (mounted at %q)", d.Name, cfg.NATS.NKeyFile, step, seedDir)
+	}
+	// The step's NATS user may subscribe to its own inbox prefix only.
+	for _, c := range spec.Containers {
+		if c.Name != "worker" {
+			continue
+		}
+		var inbox string
+		for _, e := range c.Env {
+			if e.Name == "GUESTFLOW_NATS_INBOXPREFIX" {
+				inbox = e.Value
+			}
+		}
+		if inbox != inboxOf(step) {
+			p.addf("%s: GUESTFLOW_NATS_INBOXPREFIX is %q, want %s, the only inbox its NATS user may read (nats-values.yaml)", d.Name, inbox, inboxOf(step))
+		}
 	}
 	return p
 }
