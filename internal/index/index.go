@@ -28,6 +28,7 @@
 package index
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -150,21 +151,11 @@ func (p *person) add(key string, seq uint64) bool {
 		return false
 	}
 	p.Onboardings = append(p.Onboardings, ref{Key: key, Seq: seq})
-	slices.SortStableFunc(p.Onboardings, func(a, b ref) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortStableFunc(p.Onboardings, func(a, b ref) int { return cmp.Compare(a.Seq, b.Seq) })
 	if n := len(p.Onboardings); n > MaxOnboardings {
 		p.Onboardings = slices.Delete(p.Onboardings, 0, n-MaxOnboardings)
 	}
 	return true
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // onboardingKey and emailKey name the keys; email is lower-cased already.

@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -117,14 +118,14 @@ func Build(recs []Record, letters []dlq.Letter) []Onboarding {
 		return o
 	}
 	recs = slices.Clone(recs)
-	slices.SortFunc(recs, func(a, b Record) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortFunc(recs, func(a, b Record) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, r := range recs {
 		o := get(r.OnboardingID)
 		o.Steps = append(o.Steps, entry(r))
 		o.learn(identity{event: r.Event, err: r.DecodeErr, onboardingID: r.OnboardingID, email: r.Email})
 	}
 	letters = slices.Clone(letters)
-	slices.SortFunc(letters, func(a, b dlq.Letter) int { return cmpSeq(a.Seq, b.Seq) })
+	slices.SortFunc(letters, func(a, b dlq.Letter) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, l := range letters {
 		id := letterIdentity(l)
 		o := get(id.onboardingID)
@@ -141,16 +142,6 @@ func Build(recs []Record, letters []dlq.Letter) []Onboarding {
 		out = append(out, *o)
 	}
 	return out
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // learn keeps what a message says about the person, unless an earlier
