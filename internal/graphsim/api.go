@@ -42,9 +42,10 @@ type call struct {
 }
 
 // serveAPI is the pipeline every Graph, Dataverse and Power Platform admin
-// call goes through, in Microsoft's order: latency, injected faults (before
-// anything else, so a fault never has a side effect), authentication,
-// route, api-version (admin API), budget, handler.
+// call goes through, in Microsoft's order: concurrency slots (Dataverse,
+// Outlook), latency, injected faults (before anything else, so a fault
+// never has a side effect), authentication, route, api-version (admin
+// API), budgets, handler.
 func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 	dataverse := kind == apiDataverse
 	c := &call{s: s, w: w, r: r, dataverse: dataverse, bap: kind == apiBAP, requestID: uuid.NewString()}
@@ -107,6 +108,20 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 			defer s.protection.leave(name)
 		}
 	}
+	if rt != nil && methodOK && rt.service == outlookService {
+		// So does a mailbox's. The emulator accepts one app, so per
+		// mailbox is per app and mailbox, as Outlook counts.
+		mailbox := s.mailboxKey(params["id"])
+		if !s.budgets.enterMailbox(mailbox) {
+			c.tooManyMailRequests(mailbox)
+			return
+		}
+		defer s.budgets.leaveMailbox(mailbox)
+		s.stats.count(func(st *stats) {
+			st.scopes[scopeMailConcurrency].admitted++
+			st.scopes[scopeMailConcurrency].spent++
+		})
+	}
 	if !s.sleep(r.Context()) {
 		w.canceled = true
 		return
@@ -149,7 +164,7 @@ func (s *Sim) serveAPI(w *recorder, r *http.Request, kind apiKind) {
 		c.denied()
 		return
 	}
-	if rt.budget != noBudget && !c.admit() {
+	if !c.admit() {
 		return
 	}
 	if dataverse && !c.admitDataverse() {

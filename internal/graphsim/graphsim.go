@@ -38,9 +38,29 @@ type Options struct {
 	TenantID, ClientID, ClientSecret string
 
 	// WriteLimit budgets Graph identity writes (invitations, user updates,
-	// license assignments, group member adds) per app; InviteLimit budgets
-	// invitations. An invitation counts against both. Zero is unlimited.
-	WriteLimit, InviteLimit Limit
+	// license assignments, group member adds) per app and tenant
+	// (Microsoft's: MicrosoftWriteLimit); TenantWriteLimit the same writes
+	// per tenant across all apps, the neighbour's included
+	// (MicrosoftTenantWriteLimit); InviteLimit invitations per tenant
+	// (MicrosoftInviteLimit). An invitation counts against all three. Zero
+	// is unlimited.
+	WriteLimit, TenantWriteLimit, InviteLimit Limit
+
+	// ResourceUnitLimit budgets the resource units of every identity and
+	// access call per app and tenant, at Microsoft's cost per call
+	// (Microsoft's: MicrosoftResourceUnitLimitS, M or L by tenant size).
+	// Zero is unlimited.
+	ResourceUnitLimit Limit
+
+	// MailLimit budgets Outlook calls (sendMail) per app and mailbox
+	// (Microsoft's: MicrosoftMailLimit); when set, each mailbox also takes
+	// at most MicrosoftMailConcurrency requests at once. Zero is unlimited.
+	MailLimit Limit
+
+	// Neighbour is another app of the tenant spending tenant-wide writes
+	// on this schedule while the server runs (Start to Close). Empty is no
+	// neighbour.
+	Neighbour Schedule
 
 	// DataverseLimit and DataverseConcurrency are Dataverse's service
 	// protection limits per instance: requests per sliding window, and
@@ -101,6 +121,7 @@ type Sim struct {
 	handler    http.Handler
 	budgets    *budgets
 	protection *protection
+	neighbour  *neighbour // nil without a schedule
 	stats      stats
 	issued     issuedTokens
 	skew       atomic.Int64 // added to the wall clock; lets tests move time forward
@@ -139,9 +160,18 @@ func New(opts Options) (*Sim, error) {
 	if opts.ReplicationLag < 0 {
 		errs = append(errs, fmt.Errorf("graphsim: replication lag %v is negative", opts.ReplicationLag))
 	}
-	for name, l := range map[string]Limit{"write limit": opts.WriteLimit, "invite limit": opts.InviteLimit} {
+	for name, l := range map[string]Limit{
+		"write limit": opts.WriteLimit, "tenant write limit": opts.TenantWriteLimit, "invite limit": opts.InviteLimit,
+		"resource unit limit": opts.ResourceUnitLimit, "mail limit": opts.MailLimit,
+	} {
 		if l.N < 0 || l.Per < 0 {
 			errs = append(errs, fmt.Errorf("graphsim: %s %v is negative", name, l))
+		}
+	}
+	for i, st := range opts.Neighbour {
+		if st.PerSecond < 0 || st.At < 0 || i == 0 && st.At != 0 || i > 0 && st.At <= opts.Neighbour[i-1].At {
+			errs = append(errs, fmt.Errorf("graphsim: neighbour schedule %v: rates must not be negative and offsets must start at 0 and increase", opts.Neighbour))
+			break
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -171,7 +201,17 @@ func New(opts Options) (*Sim, error) {
 	}
 	s.instances = seedInstances()
 	s.st = s.seedState()
-	s.budgets = newBudgets(opts.WriteLimit, opts.InviteLimit)
+	var limits [numScopes]Limit
+	limits[scopeRU], limits[scopeWrite], limits[scopeTenantWrite] = opts.ResourceUnitLimit, opts.WriteLimit, opts.TenantWriteLimit
+	limits[scopeInvite], limits[scopeMail] = opts.InviteLimit, opts.MailLimit
+	mailConcurrency := 0
+	if !opts.MailLimit.Unlimited() {
+		mailConcurrency = MicrosoftMailConcurrency
+	}
+	s.budgets = newBudgets(limits, mailConcurrency)
+	if len(opts.Neighbour) > 0 {
+		s.neighbour = &neighbour{sched: opts.Neighbour}
+	}
 	s.protection = newProtection(opts.DataverseLimit, opts.DataverseConcurrency)
 	s.stats.reset()
 	s.handler = s.routes()

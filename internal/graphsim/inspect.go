@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -116,7 +117,18 @@ func (s *Sim) SystemUsers(instanceName string) ([]SystemUser, bool) {
 }
 
 // Stats returns the request counters.
-func (s *Sim) Stats() Stats { return s.stats.snapshot() }
+func (s *Sim) Stats() Stats {
+	out := s.stats.snapshot()
+	for id, sc := range scopes {
+		v := out.Scopes[sc.key]
+		v.Limit = s.budgets.limits[id].String()
+		if scopeID(id) == scopeMailConcurrency && s.budgets.mailConcurrency > 0 {
+			v.Limit = strconv.Itoa(s.budgets.mailConcurrency)
+		}
+		out.Scopes[sc.key] = v
+	}
+	return out
+}
 
 // SKUs lists the subscribed SKUs with their seats.
 func (s *Sim) SKUs() []SKU {

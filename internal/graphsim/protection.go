@@ -71,10 +71,10 @@ func (p *protection) take(instance string, now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	w := windowIn(p.requests, instance, p.limit)
-	if d := w.wait(now); d > 0 {
+	if d := w.wait(now, 1); d > 0 {
 		return d
 	}
-	w.add(now)
+	w.add(now, 1)
 	return 0
 }
 

@@ -5,20 +5,33 @@ import (
 	"strings"
 )
 
-// budgetKind says which throttling budget a route spends.
+// budgetKind says which write budgets an identity route spends.
 type budgetKind int
 
 const (
 	noBudget     budgetKind = iota
 	writeBudget             // Graph identity and access writes
-	inviteBudget            // invitations: both the invite and the write budget
+	inviteBudget            // invitations: the invitation and the write budgets
+)
+
+// service says whose throttling a route is under: Microsoft Graph fronts
+// several services, each with limits of its own.
+type service int
+
+const (
+	noService       service = iota // Dataverse and the admin API: their own (protection.go)
+	identityService                // Entra identity and access: resource units and writes
+	outlookService                 // Exchange: per app and mailbox
 )
 
 // route is one API endpoint. Its pattern doubles as the key of /_sim/stats
-// calls, so ids are spelled {id} there exactly as here.
+// calls, so ids are spelled {id} there exactly as here. ru is an identity
+// route's base cost in resource units (resourceUnits).
 type route struct {
 	method, pattern string
 	segs            []string
+	service         service
+	ru              int
 	budget          budgetKind
 	handle          func(*call)
 }
@@ -33,30 +46,44 @@ const bapPrefix = "/providers/Microsoft.BusinessAppPlatform"
 // "$ref" and Dataverse's "systemusers(<id>)" segments are not ServeMux
 // wildcards, and because the stats key must be known before authentication.
 var apiRoutes = []*route{
-	newRoute("GET", "/v1.0/users", noBudget, (*call).listUsers),
-	newRoute("GET", "/v1.0/users/{id}", noBudget, (*call).getUser),
-	newRoute("PATCH", "/v1.0/users/{id}", writeBudget, (*call).patchUser),
-	newRoute("GET", "/v1.0/users/{id}/licenseDetails", noBudget, (*call).licenseDetails),
-	newRoute("POST", "/v1.0/users/{id}/assignLicense", writeBudget, (*call).assignLicense),
-	newRoute("POST", "/v1.0/users/{id}/sendMail", noBudget, (*call).sendMail),
-	newRoute("POST", "/v1.0/invitations", inviteBudget, (*call).invite),
-	newRoute("GET", "/v1.0/subscribedSkus", noBudget, (*call).subscribedSkus),
-	newRoute("POST", "/v1.0/groups/{id}/members/$ref", writeBudget, (*call).addMember),
+	// Base resource units from Microsoft's table of request costs (see
+	// resourceUnits); routes it does not list cost 1.
+	identityRoute("GET", "/v1.0/users", 2, noBudget, (*call).listUsers),
+	identityRoute("GET", "/v1.0/users/{id}", 1, noBudget, (*call).getUser),
+	identityRoute("PATCH", "/v1.0/users/{id}", 1, writeBudget, (*call).patchUser),
+	identityRoute("GET", "/v1.0/users/{id}/licenseDetails", 2, noBudget, (*call).licenseDetails),
+	identityRoute("POST", "/v1.0/users/{id}/assignLicense", 1, writeBudget, (*call).assignLicense),
+	identityRoute("POST", "/v1.0/invitations", 1, inviteBudget, (*call).invite),
+	identityRoute("GET", "/v1.0/subscribedSkus", 3, noBudget, (*call).subscribedSkus),
+	identityRoute("POST", "/v1.0/groups/{id}/members/$ref", 1, writeBudget, (*call).addMember),
+	outlookRoute("POST", "/v1.0/users/{id}/sendMail", (*call).sendMail),
 
-	newRoute("GET", dvPrefix+"/WhoAmI", noBudget, (*call).whoAmI),
-	newRoute("GET", dvPrefix+"/systemusers", noBudget, (*call).listSystemUsers),
-	newRoute("GET", dvPrefix+"/systemusers({id})", noBudget, (*call).getSystemUser),
-	newRoute("PATCH", dvPrefix+"/systemusers({id})", noBudget, (*call).patchSystemUser),
-	newRoute("GET", dvPrefix+"/systemusers({id})/systemuserroles_association", noBudget, (*call).listUserRoles),
-	newRoute("POST", dvPrefix+"/systemusers({id})/systemuserroles_association/$ref", noBudget, (*call).associateRole),
-	newRoute("GET", dvPrefix+"/businessunits", noBudget, (*call).listBusinessUnits),
-	newRoute("GET", dvPrefix+"/roles", noBudget, (*call).listRoles),
+	newRoute("GET", dvPrefix+"/WhoAmI", (*call).whoAmI),
+	newRoute("GET", dvPrefix+"/systemusers", (*call).listSystemUsers),
+	newRoute("GET", dvPrefix+"/systemusers({id})", (*call).getSystemUser),
+	newRoute("PATCH", dvPrefix+"/systemusers({id})", (*call).patchSystemUser),
+	newRoute("GET", dvPrefix+"/systemusers({id})/systemuserroles_association", (*call).listUserRoles),
+	newRoute("POST", dvPrefix+"/systemusers({id})/systemuserroles_association/$ref", (*call).associateRole),
+	newRoute("GET", dvPrefix+"/businessunits", (*call).listBusinessUnits),
+	newRoute("GET", dvPrefix+"/roles", (*call).listRoles),
 
-	newRoute("POST", bapPrefix+"/scopes/admin/environments/{id}/addUser", noBudget, (*call).bapAddUser),
+	newRoute("POST", bapPrefix+"/scopes/admin/environments/{id}/addUser", (*call).bapAddUser),
 }
 
-func newRoute(method, pattern string, b budgetKind, h func(*call)) *route {
-	return &route{method: method, pattern: pattern, segs: strings.Split(strings.TrimPrefix(pattern, "/"), "/"), budget: b, handle: h}
+func newRoute(method, pattern string, h func(*call)) *route {
+	return &route{method: method, pattern: pattern, segs: strings.Split(strings.TrimPrefix(pattern, "/"), "/"), handle: h}
+}
+
+func identityRoute(method, pattern string, ru int, b budgetKind, h func(*call)) *route {
+	rt := newRoute(method, pattern, h)
+	rt.service, rt.ru, rt.budget = identityService, ru, b
+	return rt
+}
+
+func outlookRoute(method, pattern string, h func(*call)) *route {
+	rt := newRoute(method, pattern, h)
+	rt.service = outlookService
+	return rt
 }
 
 // match finds the route for a request. It returns the route whose pattern

@@ -11,7 +11,8 @@ import (
 )
 
 // Start listens on addr (such as 127.0.0.1:9443 or 127.0.0.1:0) and serves
-// TLS in the background until Close.
+// TLS in the background until Close; the neighbour, if any, starts spending
+// now, and its schedule's offsets count from here.
 func (s *Sim) Start(addr string) error {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
@@ -32,6 +33,9 @@ func (s *Sim) Start(addr string) error {
 		},
 	}
 	go s.srv.ServeTLS(ln, "", "") //nolint:errcheck // returns ErrServerClosed after Close
+	if s.neighbour != nil {
+		s.neighbour.start(s, s.now())
+	}
 	return nil
 }
 
@@ -56,12 +60,15 @@ func (s *Sim) URL() string {
 	return s.url
 }
 
-// Close stops the server and drops open connections.
+// Close stops the server and the neighbour, and drops open connections.
 func (s *Sim) Close() error {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
 	if s.srv == nil {
 		return nil
+	}
+	if s.neighbour != nil {
+		s.neighbour.halt()
 	}
 	err := s.srv.Close()
 	s.srv = nil

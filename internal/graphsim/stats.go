@@ -19,7 +19,35 @@ type Stats struct {
 	Faults    int `json:"faults"`
 	// Calls maps "<METHOD> <route>" to status to count.
 	Calls map[string]map[string]int `json:"calls"`
+
+	// Scopes are Graph's throttling scopes by key: ru, write, tenantWrite,
+	// invite, mail, mailConcurrency (docs/emulator.md). Every scope is
+	// listed, limited or not.
+	Scopes map[string]ScopeStats `json:"scopes"`
+	// ResourceUnits counts the resource units admitted identity and access
+	// calls spent (what x-ms-resource-unit said).
+	ResourceUnits int `json:"resourceUnits"`
+	// NeighbourWrites counts the neighbour's tenant-wide writes that fitted
+	// the tenant's budget, NeighbourThrottled those that did not.
+	NeighbourWrites    int `json:"neighbourWrites"`
+	NeighbourThrottled int `json:"neighbourThrottled"`
 }
+
+// ScopeStats counts one throttling scope's decisions on API calls (the
+// neighbour's writes are counted apart). Admitted counts calls the scope
+// charged, which is every call that spends it once all its scopes had room;
+// Spent their units (resource units for ru, requests otherwise);
+// Throttled the 429s this scope caused. Limit is the scope's N/DURATION,
+// "" when unlimited; mailConcurrency's is the number at once.
+type ScopeStats struct {
+	Limit     string `json:"limit"`
+	Admitted  int    `json:"admitted"`
+	Spent     int    `json:"spent"`
+	Throttled int    `json:"throttled"`
+}
+
+// scopeCount is one scope's counters.
+type scopeCount struct{ admitted, spent, throttled int }
 
 // stats is the emulator's counters behind their own lock, so counting never
 // waits for the state lock.
@@ -29,6 +57,9 @@ type stats struct {
 	throttled, faults             int
 	byStatus                      map[int]int
 	calls                         map[string]map[int]int
+
+	scopes                              [numScopes]scopeCount
+	neighbourWrites, neighbourThrottled int
 }
 
 func (st *stats) reset() {
@@ -37,6 +68,8 @@ func (st *stats) reset() {
 	st.requests, st.writes, st.invitations, st.throttled, st.faults = 0, 0, 0, 0, 0
 	st.byStatus = map[int]int{}
 	st.calls = map[string]map[int]int{}
+	st.scopes = [numScopes]scopeCount{}
+	st.neighbourWrites, st.neighbourThrottled = 0, 0
 }
 
 func (st *stats) count(f func(*stats)) {
@@ -73,6 +106,12 @@ func (st *stats) snapshot() Stats {
 		Requests: st.requests, Writes: st.writes, Invitations: st.invitations,
 		Throttled: st.throttled, Faults: st.faults,
 		ByStatus: map[string]int{}, Calls: map[string]map[string]int{},
+		Scopes:          map[string]ScopeStats{},
+		ResourceUnits:   st.scopes[scopeRU].spent,
+		NeighbourWrites: st.neighbourWrites, NeighbourThrottled: st.neighbourThrottled,
+	}
+	for id, c := range st.scopes {
+		out.Scopes[scopes[id].key] = ScopeStats{Admitted: c.admitted, Spent: c.spent, Throttled: c.throttled}
 	}
 	for code, n := range st.byStatus {
 		out.ByStatus[strconv.Itoa(code)] = n
