@@ -19,7 +19,11 @@ type simFlags struct {
 	clientID     string
 	clientSecret string
 	writeLimit   string
+	tenantWrites string
+	ruLimit      string
 	inviteLimit  string
+	mailLimit    string
+	neighbour    string
 	dvLimit      string
 	dvConc       int
 	faultRate    float64
@@ -44,8 +48,19 @@ func (f *simFlags) register(cmd *cobra.Command, addrFlag string) {
 	fl.StringVar(&f.tenantID, "tenant-id", graphsim.DefaultTenantID, "the one tenant the emulator accepts")
 	fl.StringVar(&f.clientID, "client-id", graphsim.DefaultClientID, "the one app (client id) the emulator accepts")
 	fl.StringVar(&f.clientSecret, "client-secret", graphsim.DefaultClientSecret, "that app's secret")
-	fl.StringVar(&f.writeLimit, "write-limit", "", "Graph identity writes per app, N/DURATION (e.g. 3000/150s); empty = unlimited")
-	fl.StringVar(&f.inviteLimit, "invite-limit", "", "invitations, N/DURATION (e.g. 150/5s); empty = unlimited")
+	fl.StringVar(&f.writeLimit, "write-limit", "",
+		"Graph identity writes per app and tenant, N/DURATION (Microsoft's: "+graphsim.MicrosoftWriteLimit+"); empty = unlimited")
+	fl.StringVar(&f.tenantWrites, "tenant-write-limit", "",
+		"Graph identity writes per tenant across all apps, the neighbour's included, N/DURATION (Microsoft's: "+graphsim.MicrosoftTenantWriteLimit+"); empty = unlimited")
+	fl.StringVar(&f.ruLimit, "ru-limit", "",
+		"Graph identity resource units per app and tenant, N/DURATION (Microsoft's: "+graphsim.MicrosoftResourceUnitLimitS+", "+
+			graphsim.MicrosoftResourceUnitLimitM+" or "+graphsim.MicrosoftResourceUnitLimitL+" by tenant size); empty = unlimited")
+	fl.StringVar(&f.inviteLimit, "invite-limit", "", "invitations per tenant, N/DURATION (Microsoft's: "+graphsim.MicrosoftInviteLimit+"); empty = unlimited")
+	fl.StringVar(&f.mailLimit, "mail-limit", "",
+		fmt.Sprintf("sendMail calls per app and mailbox, N/DURATION (Microsoft's: %s), and then at most %d at once; empty = unlimited",
+			graphsim.MicrosoftMailLimit, graphsim.MicrosoftMailConcurrency))
+	fl.StringVar(&f.neighbour, "neighbour-rate", "",
+		`another app's tenant-wide writes, RATE[@OFFSET],... from the emulator's start, e.g. "30/s" or "0/s,30/s@20s,0/s@40s"; empty = none`)
 	fl.StringVar(&f.dvLimit, "dataverse-limit", "",
 		"Dataverse requests per instance, N/DURATION (Microsoft's service protection: "+graphsim.MicrosoftDataverseLimit+"); empty = unlimited")
 	fl.IntVar(&f.dvConc, "dataverse-concurrency", 0,
@@ -68,6 +83,22 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--invite-limit: %w", err)
 	}
+	tl, err := graphsim.ParseLimit(f.tenantWrites)
+	if err != nil {
+		return nil, fmt.Errorf("--tenant-write-limit: %w", err)
+	}
+	rl, err := graphsim.ParseLimit(f.ruLimit)
+	if err != nil {
+		return nil, fmt.Errorf("--ru-limit: %w", err)
+	}
+	ml, err := graphsim.ParseLimit(f.mailLimit)
+	if err != nil {
+		return nil, fmt.Errorf("--mail-limit: %w", err)
+	}
+	nb, err := graphsim.ParseSchedule(f.neighbour)
+	if err != nil {
+		return nil, fmt.Errorf("--neighbour-rate: %w", err)
+	}
 	dl, err := graphsim.ParseLimit(f.dvLimit)
 	if err != nil {
 		return nil, fmt.Errorf("--dataverse-limit: %w", err)
@@ -88,7 +119,8 @@ func (f *simFlags) start() (*graphsim.Sim, error) {
 	}
 	sim, err := graphsim.New(graphsim.Options{
 		TenantID: f.tenantID, ClientID: f.clientID, ClientSecret: f.clientSecret,
-		WriteLimit: wl, InviteLimit: il, DataverseLimit: dl, DataverseConcurrency: f.dvConc, FaultRate: f.faultRate, DropRate: f.dropRate, Latency: f.latency,
+		WriteLimit: wl, TenantWriteLimit: tl, ResourceUnitLimit: rl, InviteLimit: il, MailLimit: ml, Neighbour: nb,
+		DataverseLimit: dl, DataverseConcurrency: f.dvConc, FaultRate: f.faultRate, DropRate: f.dropRate, Latency: f.latency,
 		SyncDelay: syncDelay, Seats: seats, ReplicationLag: f.replLag, Deny: f.deny,
 	})
 	if err != nil {
