@@ -367,7 +367,7 @@ func TestMissingPermissionsArePermissionDenied(t *testing.T) {
 }
 
 // TestThrottlingAndOutagesAreRetried covers the emulator's 429s (budgets,
-// Dataverse's service protection) and its injected faults: all retryable,
+// Dataverse's service protection, a mailbox's limit) and its injected faults: all retryable,
 // 429s with the Retry-After the service named.
 func TestThrottlingAndOutagesAreRetried(t *testing.T) {
 	ctx := context.Background()
@@ -382,6 +382,15 @@ func TestThrottlingAndOutagesAreRetried(t *testing.T) {
 	_, _ = budget.dv.BusinessUnit(ctx, sales, "")
 	_, err = budget.dv.BusinessUnit(ctx, sales, "")
 	check(t, verdictCase{status: 429, code: "0x80072322", retryable: true, reason: failure.Throttled}, err)
+
+	mail := newEnv(t, graphsim.Options{MailLimit: graphsim.Limit{N: 1, Per: time.Minute}}, "", nil)
+	send := func() error {
+		return mail.g.SendMail(ctx, directory.Mail{From: graphsim.SenderAddress, To: "a@fabrikam.example", Subject: "s", HTML: "<p>x</p>"})
+	}
+	if err := send(); err != nil {
+		t.Fatal(err)
+	}
+	check(t, verdictCase{status: 429, code: "ApplicationThrottled", retryable: true, reason: failure.Throttled}, send())
 
 	faulty := newEnv(t, graphsim.Options{FaultRate: 1}, "", nil)
 	want := map[string]string{ // status → reason, per service
