@@ -63,7 +63,7 @@ func start(t *testing.T, opts graphsim.Options, mods ...func(*setup)) *system {
 			// A test ends with steps still waiting (a sync, a backoff):
 			// hand them back at once rather than after the 25 s default.
 			DrainTimeout: 500 * time.Millisecond,
-			Logger:  slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		},
 	}
 	for _, m := range mods {
