@@ -25,9 +25,9 @@ const Name = "license"
 
 // Directory is what the step needs from Entra ID.
 type Directory interface {
+	Licensing(ctx context.Context, userID string) (directory.Licensing, error)
 	UpdateProfile(ctx context.Context, userID string, p directory.Profile) error
 	SubscribedSkus(ctx context.Context) ([]directory.Sku, error)
-	AssignedSkuIDs(ctx context.Context, userID string) ([]string, error)
 	AssignLicense(ctx context.Context, userID, skuID string) error
 }
 
@@ -60,13 +60,18 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
+	// One read of what is there, so that a retry (or a replay) repeats no
+	// identity write that already succeeded: writes are the tenant's
+	// scarcest budget.
+	have, err := h.dir.Licensing(ctx, d.UserID)
+	if err != nil {
+		return nil, err
+	}
 	// A member's profile is the organisation's own identity source's:
 	// only the license is added.
-	if u.Type == "Guest" {
-		err := h.dir.UpdateProfile(ctx, d.UserID, directory.Profile{
-			GivenName: d.GivenName, Surname: d.Surname, DisplayName: d.DisplayName, UsageLocation: d.UsageLocation,
-		})
-		if err != nil {
+	want := directory.Profile{GivenName: d.GivenName, Surname: d.Surname, DisplayName: d.DisplayName, UsageLocation: d.UsageLocation}
+	if u.Type == "Guest" && !sameProfile(have.Profile, want) {
+		if err := h.dir.UpdateProfile(ctx, d.UserID, want); err != nil {
 			return nil, err
 		}
 	}
@@ -74,11 +79,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	if err != nil {
 		return nil, err
 	}
-	assigned, err := h.dir.AssignedSkuIDs(ctx, d.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if !slices.ContainsFunc(assigned, func(id string) bool { return strings.EqualFold(id, sku.ID) }) {
+	if !slices.ContainsFunc(have.SkuIDs, func(id string) bool { return strings.EqualFold(id, sku.ID) }) {
 		if sku.Free() <= 0 {
 			return nil, noSeats(sku)
 		}
@@ -107,6 +108,13 @@ func (h *Handler) resolve(ctx context.Context, part string) (directory.Sku, erro
 	return directory.Sku{}, failure.Permanent(failure.UnknownSKU, fmt.Errorf(
 		"license %q is not subscribed in this tenant (subscribed: %s); fix the event's or the instance's license, then replay",
 		part, strings.Join(known, ", ")))
+}
+
+// sameProfile reports whether the user already has the profile the event
+// asks for. Graph keeps usageLocation upper-case, whatever was written.
+func sameProfile(have, want directory.Profile) bool {
+	return have.GivenName == want.GivenName && have.Surname == want.Surname &&
+		have.DisplayName == want.DisplayName && strings.EqualFold(have.UsageLocation, want.UsageLocation)
 }
 
 func noSeats(s directory.Sku) error {

@@ -34,6 +34,14 @@ type Profile struct {
 	UsageLocation string
 }
 
+// Licensing is what the license step reads of a user before it writes:
+// the profile as it is and the SKU ids assigned, so that a retry writes
+// nothing that already holds.
+type Licensing struct {
+	Profile Profile
+	SkuIDs  []string
+}
+
 // Sku is a subscribed license SKU of the tenant.
 type Sku struct {
 	ID         string

@@ -141,28 +141,31 @@ func (c *Client) SubscribedSkus(ctx context.Context) ([]directory.Sku, error) {
 	return out, nil
 }
 
-// AssignedSkuIDs lists the SKU ids assigned to a user, from the user's
-// assignedLicenses: the same read permission as the user itself (the
-// licenseDetails relationship lists no application permission in
+// Licensing reads a user's profile and assigned SKU ids in one call, from
+// the user itself (assignedLicenses): the same read permission as the user
+// (the licenseDetails relationship lists no application permission in
 // Microsoft's v1.0 reference).
-func (c *Client) AssignedSkuIDs(ctx context.Context, userID string) ([]string, error) {
+func (c *Client) Licensing(ctx context.Context, userID string) (directory.Licensing, error) {
 	u, err := users.NewUsersRequestBuilderInternal(c.params(), c.adapter).ByUserId(userID).Get(ctx,
 		&users.UserItemRequestBuilderGetRequestConfiguration{QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{
-			Select: []string{"id", "assignedLicenses"},
+			Select: []string{"id", "givenName", "surname", "displayName", "usageLocation", "assignedLicenses"},
 		}})
 	if err != nil {
-		return nil, remote("read assigned licenses", err)
+		return directory.Licensing{}, remote("read profile and licenses", err)
 	}
 	if u == nil {
-		return nil, remote("read assigned licenses", errNoBody)
+		return directory.Licensing{}, remote("read profile and licenses", errNoBody)
 	}
-	var out []string
-	for _, l := range u.GetAssignedLicenses() {
-		if id := l.GetSkuId(); id != nil {
-			out = append(out, id.String())
+	l := directory.Licensing{Profile: directory.Profile{
+		GivenName: deref(u.GetGivenName()), Surname: deref(u.GetSurname()),
+		DisplayName: deref(u.GetDisplayName()), UsageLocation: deref(u.GetUsageLocation()),
+	}}
+	for _, a := range u.GetAssignedLicenses() {
+		if id := a.GetSkuId(); id != nil {
+			l.SkuIDs = append(l.SkuIDs, id.String())
 		}
 	}
-	return out, nil
+	return l, nil
 }
 
 // AssignLicense assigns one SKU with all its plans enabled.
