@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -72,6 +73,31 @@ type Result struct {
 	P50S               float64        `json:"p50_s"`
 	P99S               float64        `json:"p99_s"`
 	CPUMsPerOnboarding float64        `json:"cpu_ms_per_onboarding"`
+	// WritesPerOnboarding is Writes over Onboarded; WritesFloor the
+	// fewest the procedure allows (an invitation, the profile, the
+	// license, and the group add where the instance has a group).
+	WritesPerOnboarding float64 `json:"writes_per_onboarding"`
+	WritesFloor         float64 `json:"writes_floor_per_onboarding"`
+}
+
+// WritesTolerance is how far above the floor a run's identity writes may
+// be before Check fails it: a retry must never repeat a write that
+// succeeded, so anything above is a bug, less a margin for an invitation
+// Graph made but answered with a 5xx.
+const WritesTolerance = 0.02
+
+// Check reports what of r breaks guestflow's own promises: every
+// onboarding onboarded, and identity writes at the floor.
+func (r Result) Check(n int) error {
+	var errs []error
+	if r.Onboarded != n {
+		errs = append(errs, fmt.Errorf("%s: %d of %d onboarded", r.Mode, r.Onboarded, n))
+	}
+	if r.WritesFloor > 0 && r.WritesPerOnboarding > r.WritesFloor*(1+WritesTolerance) {
+		errs = append(errs, fmt.Errorf("%s: %.3f identity writes per onboarding, more than %.0f %% above the floor of %.3f",
+			r.Mode, r.WritesPerOnboarding, 100*WritesTolerance, r.WritesFloor))
+	}
+	return errors.Join(errs...)
 }
 
 // Mode is how the workers treat Graph's budget.
@@ -214,6 +240,10 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	r.DeadLetters, r.DeadLetterReasons = w.deadLetters()
 	r.P50S, r.P99S = w.percentiles(t0)
 	r.CPUMsPerOnboarding = float64(cpu.Milliseconds()) / float64(o.N)
+	if r.Onboarded > 0 {
+		r.WritesPerOnboarding = float64(r.Writes) / float64(r.Onboarded)
+	}
+	r.WritesFloor = writesFloor(o.N)
 	return round(r), nil
 }
 
@@ -221,7 +251,29 @@ func round(r Result) Result {
 	f := func(v float64) float64 { return math.Round(v*1000) / 1000 }
 	r.MakespanS, r.IdealS, r.Ratio = f(r.MakespanS), f(r.IdealS), f(r.Ratio)
 	r.ThrottledShare, r.P50S, r.P99S, r.CPUMsPerOnboarding = f(r.ThrottledShare), f(r.P50S), f(r.P99S), f(r.CPUMsPerOnboarding)
+	r.WritesPerOnboarding, r.WritesFloor = f(r.WritesPerOnboarding), f(r.WritesFloor)
 	return r
+}
+
+// benchInstances are the instances publish spreads onboardings over, in
+// turn; sales is the one with a security group.
+var benchInstances = []string{"sales", "service", "legacy"}
+
+// writesFloor is the average of the fewest identity writes the n
+// onboardings publish sends need: invitation, profile and license, and the
+// group add for sales's.
+func writesFloor(n int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	total := 0
+	for i := range n {
+		total += 3
+		if benchInstances[i%len(benchInstances)] == "sales" {
+			total++
+		}
+	}
+	return float64(total) / float64(n)
 }
 
 // writeConfig writes what `graphsim --print-config` writes, pointed at the
@@ -262,7 +314,7 @@ func waitForConsumers(ctx context.Context, js jetstream.JetStream) error {
 
 // publish sends n joined events at once, spread over the seeded instances.
 func publish(ctx context.Context, js jetstream.JetStream, n int, run string) error {
-	instances := []string{"sales", "service", "legacy"}
+	instances := benchInstances
 	var futures []jetstream.PubAckFuture
 	for i := range n {
 		j := events.Joined{

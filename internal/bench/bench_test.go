@@ -41,3 +41,27 @@ func TestRunEndsWhenAWorkerExits(t *testing.T) {
 		os.RemoveAll(dir)
 	}
 }
+
+// TestCheckHoldsWritesToTheFloor: a run that spends more identity writes
+// per onboarding than the procedure needs (plus the tolerance), or leaves
+// an onboarding behind, fails its own check.
+func TestCheckHoldsWritesToTheFloor(t *testing.T) {
+	if f := writesFloor(3); f != 10.0/3 {
+		t.Errorf("floor of sales, service, legacy = %v, want 10/3", f)
+	}
+	floor := writesFloor(300)
+	ok := Result{Mode: "guestflow", Onboarded: 300, WritesPerOnboarding: floor * 1.01, WritesFloor: floor}
+	if err := ok.Check(300); err != nil {
+		t.Errorf("1 %% above the floor: %v", err)
+	}
+	over := ok
+	over.WritesPerOnboarding = floor * 1.05
+	if err := over.Check(300); err == nil || !strings.Contains(err.Error(), "above the floor") {
+		t.Errorf("5 %% above the floor passed: %v", err)
+	}
+	short := ok
+	short.Onboarded = 299
+	if err := short.Check(300); err == nil || !strings.Contains(err.Error(), "299 of 300") {
+		t.Errorf("a missing onboarding passed: %v", err)
+	}
+}
