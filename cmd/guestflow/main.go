@@ -66,7 +66,7 @@ Start with:  guestflow dev`,
 	root.PersistentFlags().StringVar(&g.configPath, "config", "guestflow.yaml",
 		"configuration file; every value can be overridden by a GUESTFLOW_… environment variable")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step's work to stderr")
-	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newImport(g), newBench(g), newDLQ(g), newStatus(g), newVersion())
+	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newIntake(g), newImport(g), newBench(g), newDLQ(g), newStatus(g), newVersion())
 	return root
 }
 
