@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 
@@ -78,7 +79,9 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, body []byte,
 		}
 		eventsTotal.WithLabelValues(outcome).Inc()
 	}
-	s.log.Debug("events stored", "events", len(acks), "credential", cred.label)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.Debug("events stored", "events", len(acks), "credential", cred.label)
+	}
 	if m == modeBatch {
 		writeJSON(w, http.StatusAccepted, acks)
 		return

@@ -322,8 +322,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		requestsTotal.WithLabelValues(route, strconv.Itoa(rec.status())).Inc()
 		requestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	}()
-	rec.Header().Set("Cache-Control", "no-store")
-	rec.Header().Set("X-Content-Type-Options", "nosniff")
+	h := rec.Header()
+	h["Cache-Control"], h["X-Content-Type-Options"] = noStore, noSniff
 
 	var body []byte
 	if wantsBody(r) {
@@ -369,6 +369,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.answer(rec, errorf(http.StatusNotFound, "no such route: POST %s takes events, GET /v1/onboardings/{id} tells where one stands", routeEvents))
 	}
 }
+
+// Header values every answer carries, shared: they are never changed.
+var (
+	noStore = []string{"no-store"}
+	noSniff = []string{"nosniff"}
+)
 
 // routeOf names the route of path, and the onboarding id in it.
 func routeOf(path string) (route, id string) {
