@@ -11,11 +11,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/guestflow/guestflow/internal/timeline"
-	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
 
@@ -87,57 +83,6 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request, body []byte,
 		return
 	}
 	writeJSON(w, http.StatusAccepted, acks[0])
-}
-
-// publish stores msgs on guestflow.user.joined with Nats-Msg-Id = the
-// event id and waits for every PubAck. Any failure is an error, so no
-// event the broker did not confirm is ever answered 202. A connection that
-// is down fails at once rather than queueing in the reconnect buffer.
-func (s *Server) publish(ctx context.Context, msgs []message) ([]Accepted, error) {
-	if !s.nc.IsConnected() {
-		return nil, fmt.Errorf("not connected to NATS (%s)", s.nc.Status())
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.o.PublishTimeout)
-	defer cancel()
-	opts := func(m message) []jetstream.PublishOpt {
-		return []jetstream.PublishOpt{jetstream.WithMsgID(m.ev.ID()), jetstream.WithExpectStream(worker.Stream)}
-	}
-	out := make([]Accepted, len(msgs))
-	if len(msgs) == 1 {
-		ack, err := s.js.PublishMsg(ctx, natsMsg(msgs[0]), opts(msgs[0])...)
-		if err != nil {
-			return nil, err
-		}
-		out[0] = Accepted{OnboardingID: msgs[0].ev.ID(), Duplicate: ack.Duplicate}
-		return out, nil
-	}
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		f, err := s.js.PublishMsgAsync(natsMsg(m), opts(m)...)
-		if err != nil {
-			return nil, err
-		}
-		futures[i] = f
-	}
-	var errs []error
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			out[i] = Accepted{OnboardingID: msgs[i].ev.ID(), Duplicate: ack.Duplicate}
-		case err := <-f.Err():
-			errs = append(errs, fmt.Errorf("event %d: %w", i, err))
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the PubAcks: %w", context.Cause(ctx))
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
-}
-
-func natsMsg(m message) *nats.Msg {
-	return &nats.Msg{Subject: events.SubjectJoined, Header: nats.Header(m.header), Data: m.body}
 }
 
 // options answers the CloudEvents webhook validation handshake (HTTP 1.1

@@ -129,13 +129,14 @@ func (o *Options) setDefaults() {
 
 // Server is the intake: an http.Handler, and the server that serves it.
 type Server struct {
-	o    Options
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	auth *authenticator
-	lim  *limiters
-	tls  *tls.Config
-	log  *slog.Logger
+	o     Options
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	auth  *authenticator
+	lim   *limiters
+	group groupPublisher
+	tls   *tls.Config
+	log   *slog.Logger
 }
 
 // New checks o, reads the credential files and returns the intake, which

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,5 +162,58 @@ func TestIntakeDecodesPercentEncodedHeaders(t *testing.T) {
 	expect(t, r.post("application/json", []byte(data), "ce-specversion", "1.0", "ce-id", "100%", "ce-source", "hr", "ce-type", events.TypeJoined), http.StatusBadRequest, &p)
 	if !strings.Contains(p.Error, "ce-id") || !strings.Contains(p.Error, "%25") {
 		t.Errorf("error %q", p.Error)
+	}
+}
+
+// TestIntakeConcurrentPostsAreEachStoredOnce posts from many senders at
+// once, singles and batches mixed, so that they are published in groups:
+// every one is answered 202 with its own id and stored exactly once.
+func TestIntakeConcurrentPostsAreEachStoredOnce(t *testing.T) {
+	r := newRig(t)
+	const senders, each = 16, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, senders*each)
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id := fmt.Sprintf("c-%02d-%02d", s, i)
+				body, ct, want := joined(id, id+"@fabrikam.com"), "application/cloudevents+json", `"onboardingId":"`+id+`"`
+				if i%5 == 0 {
+					body, ct = batchOf(id+"-a", id+"-b"), "application/cloudevents-batch+json"
+					want = `[{"onboardingId":"` + id + `-a","duplicate":false},{"onboardingId":"` + id + `-b","duplicate":false}]`
+				}
+				req, _ := http.NewRequest(http.MethodPost, r.url+"/v1/events", strings.NewReader(string(body)))
+				req.Header.Set("Content-Type", ct)
+				req.Header.Set("Authorization", "Bearer "+tokenA)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(b), want) {
+					errs <- fmt.Errorf("%s: %s %s", id, resp.Status, b)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ids := r.storedIDs()
+	if want := senders * (each + each/5); len(ids) != want {
+		t.Errorf("%d stored, want %d", len(ids), want)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("%s stored twice", id)
+		}
+		seen[id] = true
 	}
 }
