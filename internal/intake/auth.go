@@ -149,11 +149,17 @@ func (a *authenticator) signature(r *http.Request, body []byte) (credential, *au
 	if tsText == "" || sigText == "" {
 		return credential{}, unauthorized("a signed request needs both %s and %s", HeaderTimestamp, HeaderSignature)
 	}
+	now := a.now().Unix()
 	ts, err := strconv.ParseInt(tsText, 10, 64)
-	if err != nil {
-		return credential{}, unauthorized("%s must be the Unix time in seconds, like %d", HeaderTimestamp, a.now().Unix())
+	// Past 1<<36 seconds (the year 4147) it is no time in seconds.
+	if err != nil || ts <= 0 || ts > 1<<36 {
+		hint := ""
+		if ms := ts / 1000; err == nil && ms > now-int64(SignatureWindow.Seconds()) && ms < now+int64(SignatureWindow.Seconds()) {
+			hint = " (this looks like milliseconds)"
+		}
+		return credential{}, unauthorized("%s must be the Unix time in seconds, like %d%s", HeaderTimestamp, now, hint)
 	}
-	if skew := a.now().Sub(time.Unix(ts, 0)); skew > SignatureWindow || skew < -SignatureWindow {
+	if skew := time.Duration(now-ts) * time.Second; skew > SignatureWindow || skew < -SignatureWindow {
 		return credential{}, unauthorized("%s is %s away from the intake's clock; a signature is good for %s either way: sign the request again now (and check the sender's clock)",
 			HeaderTimestamp, skew.Abs().Round(time.Second), SignatureWindow)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,11 +128,24 @@ func TestIntakeBatchWithABadEventPublishesNone(t *testing.T) {
 // malformed one, a bad or stale signature, or two at once are 401, and
 // a credential never comes back in the answer.
 func TestIntakeRefusesWithoutAValidCredential(t *testing.T) {
-	r := newRig(t)
+	var logs syncBuffer
+	r := newRig(t, func(o *intake.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 	body := joined("auth-1", "ana@fabrikam.com")
 	now := time.Now().Unix()
 	ts := strconv.FormatInt(now, 10)
 	good := intake.Sign([]byte(secretA), now, http.MethodPost, "/v1/events", body)
+	defer func() {
+		if logs.String() == "" {
+			t.Error("nothing was logged")
+		}
+		for _, secret := range []string{tokenA, tokenB, secretA, "token-x-0123456789abcdef", "0123456789abcdef", good[len("sha256="):]} {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("%s reached the log:\n%s", secret, logs.String())
+			}
+		}
+	}()
 	for name, h := range map[string][]string{
 		"none":            {"Authorization", ""},
 		"wrong token":     {"Authorization", "Bearer token-x-0123456789abcdef"},
@@ -156,8 +170,14 @@ func TestIntakeRefusesWithoutAValidCredential(t *testing.T) {
 				t.Errorf("%s: the answer %q repeats a credential", name, p.Error)
 			}
 		}
-		if name == "stale" && !strings.Contains(p.Error, "5m0s either way") {
+		if name == "stale" && !strings.Contains(p.Error, "away from the intake's clock; a signature is good for 5m0s either way") {
 			t.Errorf("stale: %q does not say why", p.Error)
+		}
+		if name == "millisecond ts" && !strings.Contains(p.Error, "looks like milliseconds") {
+			t.Errorf("millisecond ts: %q does not say why", p.Error)
+		}
+		if strings.Contains(p.Error, good[len("sha256="):][:16]) {
+			t.Errorf("%s: the answer %q repeats the signature", name, p.Error)
 		}
 	}
 	if n := len(r.stored()); n != 0 {
@@ -362,3 +382,21 @@ type nopCloser struct{ *bytes.Reader }
 func (nopCloser) Close() error { return nil }
 
 func ioNopCloser(r *bytes.Reader) nopCloser { return nopCloser{r} }
+
+// syncBuffer is a log sink safe for concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
