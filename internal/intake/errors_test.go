@@ -261,12 +261,18 @@ func TestIntakeStatusCodes(t *testing.T) {
 	if len(bp.Events) != 1 || *bp.Events[0].Index != 1 {
 		t.Errorf("413 batch %+v", bp)
 	}
-	// chunked, without Content-Length: MaxBytesReader stops it.
-	req := authorized(t, http.MethodPost, r.url+"/v1/events", nil)
-	req.Body = ioNopCloser(bytes.NewReader(big(events.MaxJoinedSize)))
-	req.ContentLength = -1
-	req.Header.Set("Content-Type", "application/cloudevents+json")
-	expect(t, r.do(req), http.StatusRequestEntityTooLarge, nil)
+	// chunked, without Content-Length: MaxBytesReader stops it, a single
+	// event and a batch of events that would each fit.
+	for ct, body := range map[string][]byte{
+		"application/cloudevents+json":       big(events.MaxJoinedSize),
+		"application/cloudevents-batch+json": []byte("[" + strings.Repeat(item+",", 4) + item + "]"),
+	} {
+		req := authorized(t, http.MethodPost, r.url+"/v1/events", nil)
+		req.Body = ioNopCloser(bytes.NewReader(body))
+		req.ContentLength = -1
+		req.Header.Set("Content-Type", ct)
+		expect(t, r.do(req), http.StatusRequestEntityTooLarge, nil)
+	}
 	if ids := r.storedIDs(); !equal(ids, []string{"big"}) {
 		t.Errorf("stored %q", ids)
 	}
