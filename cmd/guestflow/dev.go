@@ -264,7 +264,14 @@ func watch(nc *nats.Conn, out io.Writer) (*onboardings, error) {
 func describe(ev event.Event) string {
 	switch ev.Type() {
 	case events.TypeJoined:
-		return ev.Subject() + " joined"
+		who := ev.Subject()
+		if who == "" {
+			// An HR system need not set subject (the curl line does not).
+			var j events.Joined
+			_ = ev.DataAs(&j)
+			who = j.Email
+		}
+		return who + " joined"
 	case events.TypeInvited:
 		var d events.Invited
 		_ = ev.DataAs(&d)

@@ -129,7 +129,7 @@ func devIntakeOnboards(t *testing.T, out *syncBuffer, dataDir string, deadline <
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /v1/events: %s", resp.Status)
 	}
-	for !strings.Contains(out.String(), "notified someone@fabrikam.com") {
+	for !strings.Contains(out.String(), "someone@fabrikam.com joined") || !strings.Contains(out.String(), "notified someone@fabrikam.com") {
 		select {
 		case <-deadline:
 			t.Fatalf("the user posted to the intake was not onboarded:\n%s", out)
