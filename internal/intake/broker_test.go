@@ -163,6 +163,14 @@ func TestIntakeTellsWhereAnOnboardingStands(t *testing.T) {
 		t.Errorf("answer %s", buf.String())
 	}
 	expect(t, r.do(authorized(t, http.MethodGet, r.url+"/v1/onboardings/nobody", nil)), http.StatusNotFound, nil)
+	// an id with a slash, escaped in the path
+	expect(t, r.post("application/cloudevents+json", joined("workday/1001", "liam@fabrikam.com")), http.StatusAccepted, nil)
+	var obs []timeline.Onboarding
+	expect(t, r.do(authorized(t, http.MethodGet, r.url+"/v1/onboardings/workday%2F1001", nil)), http.StatusOK, &obs)
+	if len(obs) != 1 || obs[0].ID != "workday/1001" {
+		t.Errorf("GET workday%%2F1001: %+v", obs)
+	}
+	expect(t, r.do(authorized(t, http.MethodGet, r.url+"/v1/onboardings/workday/1001", nil)), http.StatusNotFound, nil)
 	// an address finds both onboardings for status, but names neither
 	expect(t, r.do(authorized(t, http.MethodGet, r.url+"/v1/onboardings/ana@fabrikam.com", nil)), http.StatusNotFound, nil)
 	expect(t, r.do(mustRequest(t, http.MethodGet, r.url+"/v1/onboardings/st-1", nil)), http.StatusUnauthorized, nil)

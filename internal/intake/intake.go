@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -317,7 +318,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // intake, not even which paths exist, is told to a stranger.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.o.Now()
-	route, id := routeOf(r.URL.Path)
+	route, id := routeOf(r.URL.EscapedPath())
 	rec := &recorder{ResponseWriter: w}
 	defer func() {
 		requestsTotal.WithLabelValues(route, strconv.Itoa(rec.status())).Inc()
@@ -377,13 +378,16 @@ var (
 	noSniff = []string{"nosniff"}
 )
 
-// routeOf names the route of path, and the onboarding id in it.
+// routeOf names the route of path (escaped, as sent), and the onboarding
+// id in it: an id may hold a slash, sent as %2F.
 func routeOf(path string) (route, id string) {
 	if path == routeEvents {
 		return routeEvents, ""
 	}
-	if id, ok := strings.CutPrefix(path, "/v1/onboardings/"); ok && id != "" && !strings.Contains(id, "/") {
-		return routeOnboardings, id
+	if seg, ok := strings.CutPrefix(path, "/v1/onboardings/"); ok && seg != "" && !strings.Contains(seg, "/") {
+		if id, err := url.PathUnescape(seg); err == nil {
+			return routeOnboardings, id
+		}
 	}
 	return routeOther, ""
 }
