@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +24,8 @@ import (
 	"github.com/guestflow/guestflow/internal/app"
 	"github.com/guestflow/guestflow/internal/broker"
 	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/intake"
+	"github.com/guestflow/guestflow/internal/timeline"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -33,6 +38,7 @@ func newDev(g *globals) *cobra.Command {
 		monitor  int
 		dataDir  string
 		demo     bool
+		intakeAt string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -41,7 +47,10 @@ func newDev(g *globals) *cobra.Command {
 with JetStream (file storage under --data-dir), the Graph/Dataverse emulator, and the
 invite, license, role and notify workers. Unless --demo=false, one demo user is
 published and its progress printed until it is onboarded. It keeps serving until
-Ctrl-C: publish more users with 'guestflow publish' or any NATS client.
+Ctrl-C: publish more users with 'guestflow publish' or any NATS client, or POST them to
+the HTTP intake on --intake-addr, whose bearer token is written, new at every start,
+to intake.token in --data-dir (its first line that is not a # comment); the curl line
+printed at start onboards a user through it.
 
 Without --config it uses a built-in configuration matching the emulator's seeded
 tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`,
@@ -55,7 +64,7 @@ tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`
 			}
 			wf.deprecations(cmd.Flags(), g.logger())
 			return runDev(cmd.Context(), cmd.OutOrStdout(), g, cmd.Flags().Changed("config"), devSetup{
-				sim: &sf, workers: &wf, natsAddr: natsAddr, monitor: monitor, dataDir: dataDir, demo: demo,
+				sim: &sf, workers: &wf, natsAddr: natsAddr, monitor: monitor, dataDir: dataDir, demo: demo, intakeAddr: intakeAt,
 			})
 		},
 	}
@@ -64,6 +73,7 @@ tenant (instances sales, service, legacy) and does not look for guestflow.yaml.`
 	fl.IntVar(&monitor, "monitor-port", 8222, "embedded NATS monitoring port (0 disables)")
 	fl.StringVar(&dataDir, "data-dir", ".guestflow", "where JetStream stores the streams and the emulator's CA is written")
 	fl.BoolVar(&demo, "demo", true, "publish one demo joined event and print its progress")
+	fl.StringVar(&intakeAt, "intake-addr", intake.DefaultListen, `the HTTP intake's listen address ("" for none)`)
 	sf.register(cmd, "graphsim-addr")
 	wf.register(cmd)
 	wf.ops.register(cmd, "127.0.0.1:9464")
@@ -77,6 +87,8 @@ type devSetup struct {
 	monitor  int
 	dataDir  string
 	demo     bool
+	// intakeAddr is where the HTTP intake listens; "" runs none.
+	intakeAddr string
 }
 
 func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s devSetup) error {
@@ -150,6 +162,13 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 	if a := s.workers.ops.addr; a != "" {
 		fmt.Fprintf(out, "ops         http://%s (/livez, /readyz, /metrics)\n", a)
 	}
+	if s.intakeAddr != "" {
+		serve, err := devIntake(out, nc, s.intakeAddr, s.dataDir, g)
+		if err != nil {
+			return err
+		}
+		eg.Go(func() error { return serve(ctx) })
+	}
 
 	if s.demo {
 		id := uuid.NewString()
@@ -178,6 +197,48 @@ func runDev(ctx context.Context, out io.Writer, g *globals, ownConfig bool, s de
 		return nil
 	}
 	return err
+}
+
+// devIntake opens the HTTP intake with a new random bearer token in
+// <dataDir>/intake.token and prints how to onboard a user through it; the
+// token itself stays in the file. serve runs it until ctx ends.
+func devIntake(out io.Writer, nc *nats.Conn, addr, dataDir string, g *globals) (serve func(context.Context) error, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(dataDir, "intake.token")
+	content := "# guestflow dev: the HTTP intake's bearer token, new at every start (the first line that is not a comment)\n" + hex.EncodeToString(b) + "\n"
+	if err := os.WriteFile(tokenFile, []byte(content), 0o600); err != nil {
+		return nil, err
+	}
+	srv, err := intake.New(nc, intake.Options{Listen: addr, TokensFile: tokenFile, Logger: g.logger(),
+		Status: timeline.Options{DirectoryNote: noTenantNote}})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		return nil, fmt.Errorf("--intake-addr: %w", err)
+	}
+	url := srv.URL(ln)
+	fmt.Fprintf(out, "intake      %s (bearer token in %s); onboard a user through it with\n", url, tokenFile)
+	fmt.Fprintf(out, "  curl -sS %s/v1/events -H \"Authorization: Bearer $(grep -m1 -v '^#' %s)\" \\\n"+
+		"    -H 'Content-Type: application/cloudevents+json' -d '{\"specversion\":\"1.0\",\"id\":\"curl-'\"$(date +%%s)\"'\",\n"+
+		"    \"source\":\"hr/curl\",\"type\":\"%s\",\"data\":{\"email\":\"someone@fabrikam.com\",\n"+
+		"    \"givenName\":\"Some\",\"surname\":\"One\",\"usageLocation\":\"PT\",\"instance\":\"service\"}}'\n",
+		url, shellQuote(tokenFile), events.TypeJoined)
+	return func(ctx context.Context) error { return srv.Serve(ctx, ln) }, nil
+}
+
+// shellQuote quotes a path for the printed command line when it needs it.
+func shellQuote(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 var demoUser = events.Joined{
@@ -216,7 +277,14 @@ func watch(nc *nats.Conn, out io.Writer) (*onboardings, error) {
 func describe(ev event.Event) string {
 	switch ev.Type() {
 	case events.TypeJoined:
-		return ev.Subject() + " joined"
+		who := ev.Subject()
+		if who == "" {
+			// An HR system need not set subject (the curl line does not).
+			var j events.Joined
+			_ = ev.DataAs(&j)
+			who = j.Email
+		}
+		return who + " joined"
 	case events.TypeInvited:
 		var d events.Invited
 		_ = ev.DataAs(&d)

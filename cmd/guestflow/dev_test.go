@@ -6,6 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,8 +64,9 @@ func TestDevOnboardsTheDemoUserAndKeepsServing(t *testing.T) {
 	root := newRoot()
 	root.SetOut(out)
 	opsAddr := "127.0.0.1:" + freePort(t)
+	dataDir := t.TempDir()
 	root.SetArgs([]string{"dev", "--nats-addr", "127.0.0.1:" + freePort(t), "--monitor-port", "0",
-		"--graphsim-addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--sync-delay", "200ms", "--ops-addr", opsAddr})
+		"--graphsim-addr", "127.0.0.1:0", "--data-dir", dataDir, "--sync-delay", "200ms", "--ops-addr", opsAddr, "--intake-addr", "127.0.0.1:0"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 
@@ -103,6 +107,7 @@ func TestDevOnboardsTheDemoUserAndKeepsServing(t *testing.T) {
 		t.Fatalf("dev stopped serving after the demo: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
+	devIntakeOnboards(t, out, dataDir, deadline)
 	cancel()
 	select {
 	case err := <-done:
@@ -111,5 +116,53 @@ func TestDevOnboardsTheDemoUserAndKeepsServing(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("dev did not shut down within 30s of Ctrl-C")
+	}
+}
+
+// devIntakeOnboards runs the curl line dev printed, by hand: the token
+// from the first line of intake.token that is not a comment, the event
+// posted to the printed address, and the user onboarded.
+func devIntakeOnboards(t *testing.T, out *syncBuffer, dataDir string, deadline <-chan time.Time) {
+	t.Helper()
+	m := regexp.MustCompile(`intake      (http://\S+) \(bearer token in (\S+)\)`).FindStringSubmatch(out.String())
+	if m == nil || m[2] != filepath.Join(dataDir, "intake.token") {
+		t.Fatalf("dev does not say where its intake and token are:\n%s", out)
+	}
+	if !strings.Contains(out.String(), "curl -sS "+m[1]+"/v1/events") {
+		t.Errorf("no curl line:\n%s", out)
+	}
+	raw, err := os.ReadFile(m[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var token string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			token = line
+			break
+		}
+	}
+	if len(token) != 64 || strings.Contains(out.String(), token) {
+		t.Fatalf("token %q: want 64 hex digits, in the file only", token)
+	}
+	body := `{"specversion":"1.0","id":"curl-1","source":"hr/curl","type":"io.guestflow.user.joined.v1",` +
+		`"data":{"email":"someone@fabrikam.com","givenName":"Some","surname":"One","usageLocation":"PT","instance":"service"}}`
+	req, _ := http.NewRequest(http.MethodPost, m[1]+"/v1/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/events: %s", resp.Status)
+	}
+	for !strings.Contains(out.String(), "someone@fabrikam.com joined") || !strings.Contains(out.String(), "notified someone@fabrikam.com") {
+		select {
+		case <-deadline:
+			t.Fatalf("the user posted to the intake was not onboarded:\n%s", out)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

@@ -98,7 +98,7 @@ Start with:  guestflow dev`,
 		"how stderr is written: text (logfmt-style lines), or json (one JSON object a line, for a log pipeline)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "",
 		"the least severe log lines written: debug, info, warn or error (default warn, or info with -v)")
-	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newImport(g), newBench(g), newDLQ(g), newStatus(g), newProvision(g), newVersion())
+	root.AddCommand(newDev(g), newWorker(g), newGraphsim(g), newPublish(g), newIntake(g), newImport(g), newBench(g), newDLQ(g), newStatus(g), newProvision(g), newVersion())
 	return root
 }
 

@@ -57,9 +57,9 @@ func New(dir Directory, memo Memo, instances map[string]config.Instance) *Handle
 // Handle consumes io.guestflow.user.joined.v1 and emits
 // io.guestflow.user.invited.v1.
 func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, error) {
-	j, err := events.ParseJoined(in.Data())
+	j, err := Check(in)
 	if err != nil {
-		return nil, failure.Permanent(failure.InvalidEvent, fmt.Errorf("fix the joined event's data and republish it: %w", err))
+		return nil, err
 	}
 	inst, err := policy.Instance(h.instances, j.Instance)
 	if err != nil {
@@ -189,6 +189,18 @@ func (h *Handler) ensureUser(ctx context.Context, onboarding string, j events.Jo
 	// the new user may not be readable on every replica yet.
 	u := found{Email: j.Email, UserID: inv.UserID, UserType: "Guest", RedeemURL: inv.RedeemURL, ExternalUserState: "PendingAcceptance"}
 	return u, h.memo.Put(ctx, Name, onboarding, u)
+}
+
+// Check is the step's check of a joined event's data: events.ParseJoined,
+// failing with the error its dead letter carries (reason invalid_event).
+// The HTTP intake refuses an event with it too, so that an event refused
+// at the door is refused in the words its dead letter would have had.
+func Check(in event.Event) (events.Joined, error) {
+	j, err := events.ParseJoined(in.Data())
+	if err != nil {
+		return events.Joined{}, failure.Permanent(failure.InvalidEvent, fmt.Errorf("fix the joined event's data and republish it: %w", err))
+	}
+	return j, nil
 }
 
 // readableWithin is how long after an interrupted invitation the step

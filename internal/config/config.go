@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -24,6 +25,7 @@ type Config struct {
 	Tenant    Tenant              `yaml:"tenant"`
 	Notify    Notify              `yaml:"notify"`
 	Instances map[string]Instance `yaml:"instances"`
+	Intake    Intake              `yaml:"intake,omitempty"`
 }
 
 // Tenant says which Entra tenant and which Microsoft endpoints to use. The
@@ -38,6 +40,34 @@ type Tenant struct {
 	// step calls to force a user sync into an instance with an
 	// environmentId.
 	PowerPlatformURL string `yaml:"powerPlatformURL"`
+}
+
+// Intake configures `guestflow intake`, the HTTP door for HR systems
+// (docs/intake.md). A key left out takes the flag's default, and a flag
+// given on the command line wins over the key. Relative paths in the file
+// are resolved against the file's folder.
+type Intake struct {
+	Listen         string  `yaml:"listen,omitempty"`
+	TLSCert        string  `yaml:"tlsCert,omitempty"`
+	TLSKey         string  `yaml:"tlsKey,omitempty"`
+	ClientCA       string  `yaml:"clientCA,omitempty"`
+	TokensFile     string  `yaml:"tokensFile,omitempty"`
+	HMACSecretFile string  `yaml:"hmacSecretFile,omitempty"`
+	Rate           float64 `yaml:"rate,omitempty"`
+	Burst          int     `yaml:"burst,omitempty"`
+	// BodyLimit bounds a request body in bytes (a batch; a single event
+	// is also bounded by the joined event's 64 KiB).
+	BodyLimit         int64         `yaml:"bodyLimit,omitempty"`
+	ReadTimeout       time.Duration `yaml:"readTimeout,omitempty"`
+	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout,omitempty"`
+	IdleTimeout       time.Duration `yaml:"idleTimeout,omitempty"`
+	PublishTimeout    time.Duration `yaml:"publishTimeout,omitempty"`
+}
+
+// paths are the intake's file settings, for resolving them against the
+// configuration file's folder.
+func (in *Intake) paths() []*string {
+	return []*string{&in.TLSCert, &in.TLSKey, &in.ClientCA, &in.TokensFile, &in.HMACSecretFile}
 }
 
 // Notify configures the notification mail.
@@ -141,6 +171,11 @@ func LoadUnvalidated(path string, mustExist bool, environ []string) (Config, err
 			c.Tenant.CAFile = filepath.Join(filepath.Dir(path), c.Tenant.CAFile)
 		}
 		c.NATS.resolve(filepath.Dir(path))
+		for _, p := range c.Intake.paths() {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(filepath.Dir(path), *p)
+			}
+		}
 	case errors.Is(err, os.ErrNotExist) && !mustExist:
 	default:
 		return Config{}, fmt.Errorf("config: %w", err)
@@ -325,11 +360,20 @@ func (c *Config) Override(environ []string) error {
 		"TENANT_CAFILE":           &c.Tenant.CAFile,
 		"TENANT_POWERPLATFORMURL": &c.Tenant.PowerPlatformURL,
 		"NOTIFY_SENDER":           &c.Notify.Sender,
+		"INTAKE_LISTEN":           &c.Intake.Listen,
+		"INTAKE_TLSCERT":          &c.Intake.TLSCert,
+		"INTAKE_TLSKEY":           &c.Intake.TLSKey,
+		"INTAKE_CLIENTCA":         &c.Intake.ClientCA,
+		"INTAKE_TOKENSFILE":       &c.Intake.TokensFile,
+		"INTAKE_HMACSECRETFILE":   &c.Intake.HMACSecretFile,
 	}
 	for k, p := range str {
 		if v := getenv("GUESTFLOW_" + k); v != "" {
 			*p = v
 		}
+	}
+	if err := c.Intake.override(getenv); err != nil {
+		return err
 	}
 	for _, name := range instanceNamesInEnv(environ) {
 		if c.Instances == nil {
@@ -366,6 +410,47 @@ func (c *Config) Override(environ []string) error {
 			}
 		}
 		c.Instances[name] = in
+	}
+	return nil
+}
+
+// override applies the intake's numeric and duration variables; the
+// strings are done with the others in Override.
+func (in *Intake) override(getenv func(string) string) error {
+	const prefix = "GUESTFLOW_INTAKE_"
+	if v := getenv(prefix + "RATE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("%sRATE: %q is not a number", prefix, v)
+		}
+		in.Rate = f
+	}
+	if v := getenv(prefix + "BURST"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%sBURST: %q is not a whole number", prefix, v)
+		}
+		in.Burst = n
+	}
+	if v := getenv(prefix + "BODYLIMIT"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%sBODYLIMIT: %q is not a whole number of bytes", prefix, v)
+		}
+		in.BodyLimit = n
+	}
+	durations := map[string]*time.Duration{
+		"READTIMEOUT": &in.ReadTimeout, "READHEADERTIMEOUT": &in.ReadHeaderTimeout,
+		"IDLETIMEOUT": &in.IdleTimeout, "PUBLISHTIMEOUT": &in.PublishTimeout,
+	}
+	for k, p := range durations {
+		if v := getenv(prefix + k); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s%s: %q is not a duration such as 30s", prefix, k, v)
+			}
+			*p = d
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guestflow/guestflow/internal/config"
 )
@@ -103,5 +104,42 @@ func TestUnknownKeyIsAnError(t *testing.T) {
 	}
 	if _, err := config.Load(filepath.Join(t.TempDir(), "missing.yaml"), true, nil); err == nil {
 		t.Error("a missing file named by --config must be an error")
+	}
+}
+
+// TestIntakeKeys reads the intake section, resolves its files against the
+// configuration's folder, and lets GUESTFLOW_INTAKE_… variables win.
+func TestIntakeKeys(t *testing.T) {
+	p := write(t, valid+`
+intake:
+  listen: 0.0.0.0:8088
+  tokensFile: tokens
+  hmacSecretFile: /etc/guestflow/hmac
+  rate: 20
+  burst: 40
+  readTimeout: 10s
+`)
+	c, err := config.LoadUnvalidated(p, true, []string{
+		"GUESTFLOW_INTAKE_BURST=80",
+		"GUESTFLOW_INTAKE_PUBLISHTIMEOUT=3s",
+		"GUESTFLOW_INTAKE_CLIENTCA=ca.pem",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Intake
+	if in.Listen != "0.0.0.0:8088" || in.Rate != 20 || in.ReadTimeout != 10*time.Second {
+		t.Errorf("keys not read: %+v", in)
+	}
+	if in.TokensFile != filepath.Join(filepath.Dir(p), "tokens") || in.HMACSecretFile != "/etc/guestflow/hmac" {
+		t.Errorf("files not resolved against the config's folder: %q, %q", in.TokensFile, in.HMACSecretFile)
+	}
+	if in.Burst != 80 || in.PublishTimeout != 3*time.Second || in.ClientCA != "ca.pem" {
+		t.Errorf("environment not applied (a variable's path is taken as given): %+v", in)
+	}
+	for _, bad := range []string{"GUESTFLOW_INTAKE_RATE=fast", "GUESTFLOW_INTAKE_BURST=1.5", "GUESTFLOW_INTAKE_IDLETIMEOUT=10"} {
+		if _, err := config.LoadUnvalidated(p, true, []string{bad}); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
+			t.Errorf("%s: error %v does not name the variable", bad, err)
+		}
 	}
 }

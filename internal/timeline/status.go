@@ -3,6 +3,7 @@ package timeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -52,6 +53,9 @@ type Options struct {
 // probing for a managed identity does not hold the timeline.
 const directoryTimeout = 15 * time.Second
 
+// ErrNotFound is Status's error when nothing answers the query.
+var ErrNotFound = errors.New("no onboarding")
+
 // Status writes the timeline of every onboarding that answers query to w,
 // and returns them. Finding none is an error.
 func Status(ctx context.Context, js jetstream.JetStream, query string, o Options, w io.Writer) ([]Onboarding, error) {
@@ -60,8 +64,8 @@ func Status(ctx context.Context, js jetstream.JetStream, query string, o Options
 		return nil, err
 	}
 	if len(obs) == 0 {
-		return nil, fmt.Errorf("no onboarding of %q: no event in %s (it keeps events 30 days by default) and no dead letter in %s has that onboarding id or email address",
-			query, worker.Stream, worker.DLQStream)
+		return nil, fmt.Errorf("%w of %q: no event in %s (it keeps events 30 days by default) and no dead letter in %s has that onboarding id or email address",
+			ErrNotFound, query, worker.Stream, worker.DLQStream)
 	}
 	lookUp(ctx, o, obs)
 	if o.JSON {

@@ -29,7 +29,7 @@ func Decode(subject string, header map[string][]string, body []byte) (event.Even
 		return event.Event{}, invalidf("subject %s carries no guestflow event", quote(subject))
 	}
 	if subject == SubjectJoined {
-		if n := messageSize(header, body); n > MaxJoinedSize {
+		if n := MessageSize(header, body); n > MaxJoinedSize {
 			return event.Event{}, invalidf("the message is %d bytes (body plus headers); a joined event may be at most %d", n, MaxJoinedSize)
 		}
 	}
@@ -82,9 +82,10 @@ func typeOf(subject string) (string, bool) {
 	return "", false
 }
 
-// messageSize counts what the 64 KiB limit counts. A header name is counted
-// once per value because that is how often it travels.
-func messageSize(header map[string][]string, body []byte) int {
+// MessageSize counts what MaxJoinedSize bounds: the body plus every header
+// name and value. A header name is counted once per value because that is
+// how often it travels.
+func MessageSize(header map[string][]string, body []byte) int {
 	n := len(body)
 	for name, values := range header {
 		n += len(name) * max(len(values), 1)

@@ -58,7 +58,7 @@ func scanJSON(b []byte, root string, limit int) *jsonProblem {
 		case ',':
 			if n := len(stack); n > 0 {
 				if stack[n-1].object {
-					stack[n-1].wantName, stack[n-1].name = true, ""
+					stack[n-1].wantName, stack[n-1].name = true, nil
 				} else {
 					stack[n-1].index++
 				}
@@ -78,7 +78,7 @@ func scanJSON(b []byte, root string, limit int) *jsonProblem {
 				return &jsonProblem{path: pathOf(root, stack), problem: problem}
 			}
 			if isName {
-				stack[top].name = memberName(b[i:min(end+1, len(b))])
+				stack[top].name = b[i:min(end+1, len(b))]
 			}
 			i = end
 		}
@@ -89,9 +89,12 @@ func scanJSON(b []byte, root string, limit int) *jsonProblem {
 // frame is one open object or array.
 type frame struct {
 	object   bool
-	wantName bool   // an object between members: the next string is a name
-	name     string // the member being read, as a path element
-	index    int    // the array item being read
+	wantName bool // an object between members: the next string is a name
+	// name is the member being read, quoted as in the document; it
+	// becomes a path element only for an error, so that scanning a valid
+	// body decodes no name.
+	name  []byte
+	index int // the array item being read
 }
 
 // scanString checks the string whose text starts at b[start], returning
@@ -168,9 +171,11 @@ func pathOf(root string, stack []frame) string {
 	for i, f := range stack {
 		switch {
 		case i == 0 && root == "" && f.object:
-			b.WriteString(f.name)
-		case f.object && f.name != "":
-			b.WriteString("." + f.name)
+			if f.name != nil {
+				b.WriteString(memberName(f.name))
+			}
+		case f.object && f.name != nil:
+			b.WriteString("." + memberName(f.name))
 		case !f.object:
 			b.WriteString("[" + strconv.Itoa(f.index) + "]")
 		}
