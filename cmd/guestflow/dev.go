@@ -208,7 +208,8 @@ func devIntake(out io.Writer, nc *nats.Conn, addr, dataDir string, g *globals) (
 		return nil, err
 	}
 	tokenFile := filepath.Join(dataDir, "intake.token")
-	content := "# guestflow dev: the HTTP intake's bearer token, new at every start (the first line that is not a comment)\n" + hex.EncodeToString(b) + "\n"
+	token := hex.EncodeToString(b)
+	content := "# guestflow dev: the HTTP intake's bearer token, new at every start (the first line that is not a comment)\n" + token + "\n"
 	if err := os.WriteFile(tokenFile, []byte(content), 0o600); err != nil {
 		return nil, err
 	}
@@ -222,7 +223,9 @@ func devIntake(out io.Writer, nc *nats.Conn, addr, dataDir string, g *globals) (
 		return nil, fmt.Errorf("--intake-addr: %w", err)
 	}
 	url := srv.URL(ln)
-	fmt.Fprintf(out, "intake      %s (bearer token in %s); onboard a user through it with\n", url, tokenFile)
+	// Printed: dev's token opens only this machine's loopback intake, and
+	// changes at every start.
+	fmt.Fprintf(out, "intake      %s, bearer token %s (also in %s); onboard a user through it with\n", url, token, tokenFile)
 	fmt.Fprintf(out, "  curl -sS %s/v1/events -H \"Authorization: Bearer $(grep -m1 -v '^#' %s)\" \\\n"+
 		"    -H 'Content-Type: application/cloudevents+json' -d '{\"specversion\":\"1.0\",\"id\":\"curl-'\"$(date +%%s)\"'\",\n"+
 		"    \"source\":\"hr/curl\",\"type\":\"%s\",\"data\":{\"email\":\"someone@fabrikam.com\",\n"+

@@ -124,14 +124,15 @@ func TestDevOnboardsTheDemoUserAndKeepsServing(t *testing.T) {
 // posted to the printed address, and the user onboarded.
 func devIntakeOnboards(t *testing.T, out *syncBuffer, dataDir string, deadline <-chan time.Time) {
 	t.Helper()
-	m := regexp.MustCompile(`intake      (http://\S+) \(bearer token in (\S+)\)`).FindStringSubmatch(out.String())
-	if m == nil || m[2] != filepath.Join(dataDir, "intake.token") {
+	m := regexp.MustCompile(`intake      (http://\S+), bearer token ([0-9a-f]{64}) \(also in (\S+)\)`).FindStringSubmatch(out.String())
+	if m == nil || m[3] != filepath.Join(dataDir, "intake.token") {
 		t.Fatalf("dev does not say where its intake and token are:\n%s", out)
 	}
 	if !strings.Contains(out.String(), "curl -sS "+m[1]+"/v1/events") {
 		t.Errorf("no curl line:\n%s", out)
 	}
-	raw, err := os.ReadFile(m[2])
+	printed := m[2]
+	raw, err := os.ReadFile(m[3])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +143,8 @@ func devIntakeOnboards(t *testing.T, out *syncBuffer, dataDir string, deadline <
 			break
 		}
 	}
-	if len(token) != 64 || strings.Contains(out.String(), token) {
-		t.Fatalf("token %q: want 64 hex digits, in the file only", token)
+	if len(token) != 64 || token != printed {
+		t.Fatalf("token %q in the file, %q printed: want the same 64 hex digits", token, printed)
 	}
 	body := `{"specversion":"1.0","id":"curl-1","source":"hr/curl","type":"io.guestflow.user.joined.v1",` +
 		`"data":{"email":"someone@fabrikam.com","givenName":"Some","surname":"One","usageLocation":"PT","instance":"service"}}`
