@@ -190,3 +190,68 @@ func TestNATSURLErrorsAreRedacted(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+func TestNATSReplicasAndDLQLimit(t *testing.T) {
+	dir := natsFiles(t)
+	n, err := loadNATS(t, dir, "nats:\n  url: nats://a:4222\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StreamReplicas() != 1 || n.DLQLimit() != 1<<30 {
+		t.Errorf("defaults: %d replicas, DLQ limit %d; want 1 and 1 GiB", n.StreamReplicas(), n.DLQLimit())
+	}
+	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n  replicas: 3\n  dlqMaxBytes: 256MiB\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StreamReplicas() != 3 || n.DLQLimit() != 256<<20 {
+		t.Errorf("from the file: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQLimit())
+	}
+	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n  replicas: 3\n",
+		"GUESTFLOW_NATS_REPLICAS=5", "GUESTFLOW_NATS_DLQMAXBYTES=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StreamReplicas() != 5 || n.DLQLimit() != -1 {
+		t.Errorf("from the environment: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQLimit())
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"nats:\n  replicas: 2\n", "nats.replicas 2: use 1 or 3"},
+		{"nats:\n  replicas: 4\n", "nats.replicas 4: use 3 or 5"},
+		{"nats:\n  replicas: 7\n", "nats.replicas 7: JetStream keeps a stream on 1 to 5 servers"},
+		{"nats:\n  replicas: -1\n", "nats.replicas -1"},
+		{"nats:\n  dlqMaxBytes: 1GB\n", `"1GB" is not a size`},
+		{"nats:\n  dlqMaxBytes: 64KiB\n", "nats.dlqMaxBytes 64KiB: at least 1MiB"},
+		{"nats:\n  dlqMaxBytes: [1]\n", "a size is a number of bytes"},
+	} {
+		if _, err := loadNATS(t, dir, tc.body); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error with %q, got %v", tc.body, tc.want, err)
+		}
+	}
+	if _, err := loadNATS(t, dir, "nats:\n  url: nats://a:4222\n", "GUESTFLOW_NATS_REPLICAS=three"); err == nil || !strings.Contains(err.Error(), "GUESTFLOW_NATS_REPLICAS") {
+		t.Errorf("a replica count that is no number: %v", err)
+	}
+	// Written back as it was read.
+	out, err := config.Config{NATS: config.NATS{URL: "nats://a:4222", Replicas: 3, DLQMaxBytes: 2 << 30}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "replicas: 3") || !strings.Contains(string(out), "dlqMaxBytes: 2GiB") {
+		t.Errorf("marshalled:\n%s", out)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]config.ByteSize{
+		"0": 0, "-1": -1, "1048576": 1 << 20, "1MiB": 1 << 20, "1 GiB": 1 << 30, "3KiB": 3 << 10, "2TiB": 2 << 40, "17B": 17,
+	} {
+		if got, err := config.ParseByteSize(in); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "1G", "1GB", "1.5GiB", "-2", "-1GiB", "lots", "99999999999TiB"} {
+		if got, err := config.ParseByteSize(in); err == nil {
+			t.Errorf("%q: accepted as %d", in, got)
+		}
+	}
+}
