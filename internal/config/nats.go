@@ -59,19 +59,13 @@ type NATS struct {
 	Replicas int `yaml:"replicas,omitempty"`
 	// DLQMaxBytes bounds the dead-letter stream GUESTFLOW_DLQ; once it is
 	// full the stream refuses new dead letters (discard new) rather than
-	// dropping the oldest, which nobody has replayed yet. 0 means
-	// DefaultDLQMaxBytes, -1 no limit.
+	// dropping the oldest, which nobody has replayed yet. 0 means the
+	// workers' default (worker.DefaultDLQMaxBytes, 1 GiB), -1 no limit.
 	DLQMaxBytes ByteSize `yaml:"dlqMaxBytes,omitempty"`
 }
 
 // MaxReplicas is the most replicas JetStream keeps of a stream.
 const MaxReplicas = 5
-
-// DefaultDLQMaxBytes is GUESTFLOW_DLQ's default limit, 1 GiB: a million
-// dead letters of a kilobyte, far more than anyone replays by hand, and a
-// small share of the 10 Gi volume deploy/nats-values.yaml gives each
-// server (a limited stream reserves its limit on every server it is on).
-const DefaultDLQMaxBytes ByteSize = 1 << 30
 
 // MinDLQMaxBytes is the smallest limit accepted: the broker's default max
 // payload, the size of one dead letter at most.
@@ -79,15 +73,6 @@ const MinDLQMaxBytes ByteSize = 1 << 20
 
 // StreamReplicas is Replicas with its default filled in.
 func (n NATS) StreamReplicas() int { return max(n.Replicas, 1) }
-
-// DLQLimit is DLQMaxBytes with its default filled in: the byte limit of
-// GUESTFLOW_DLQ, or -1 for none.
-func (n NATS) DLQLimit() int64 {
-	if n.DLQMaxBytes == 0 {
-		return int64(DefaultDLQMaxBytes)
-	}
-	return int64(n.DLQMaxBytes)
-}
 
 // NATSTLS is the TLS of the connection to the broker. Any setting makes the
 // connection use TLS, whatever the URL's scheme.

@@ -197,23 +197,23 @@ func TestNATSReplicasAndDLQLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.StreamReplicas() != 1 || n.DLQLimit() != 1<<30 {
-		t.Errorf("defaults: %d replicas, DLQ limit %d; want 1 and 1 GiB", n.StreamReplicas(), n.DLQLimit())
+	if n.StreamReplicas() != 1 || n.DLQMaxBytes != 0 {
+		t.Errorf("defaults: %d replicas, DLQ limit %d; want 1 and 0 (the workers' default)", n.StreamReplicas(), n.DLQMaxBytes)
 	}
 	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n  replicas: 3\n  dlqMaxBytes: 256MiB\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.StreamReplicas() != 3 || n.DLQLimit() != 256<<20 {
-		t.Errorf("from the file: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQLimit())
+	if n.StreamReplicas() != 3 || n.DLQMaxBytes != 256<<20 {
+		t.Errorf("from the file: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQMaxBytes)
 	}
 	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n  replicas: 3\n",
 		"GUESTFLOW_NATS_REPLICAS=5", "GUESTFLOW_NATS_DLQMAXBYTES=-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.StreamReplicas() != 5 || n.DLQLimit() != -1 {
-		t.Errorf("from the environment: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQLimit())
+	if n.StreamReplicas() != 5 || n.DLQMaxBytes != -1 {
+		t.Errorf("from the environment: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQMaxBytes)
 	}
 	for _, tc := range []struct{ body, want string }{
 		{"nats:\n  replicas: 2\n", "nats.replicas 2: use 1 or 3"},
