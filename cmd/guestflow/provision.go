@@ -6,6 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/guestflow/guestflow/internal/app"
+	"github.com/guestflow/guestflow/internal/config"
+	"github.com/guestflow/guestflow/internal/worker"
 )
 
 func newProvision(g *globals) *cobra.Command {
@@ -33,7 +35,7 @@ Security section for each step's permissions). Running it again changes nothing.
 				return err
 			}
 			defer nc.Close()
-			done, err := app.Provision(cmd.Context(), js)
+			done, err := app.Provision(cmd.Context(), js, streamOptions(cfg.NATS))
 			for _, p := range done {
 				fmt.Fprintf(cmd.OutOrStdout(), "%-6s  %-18s  %s\n", p.Kind, p.Name, p.Action)
 			}
@@ -42,4 +44,11 @@ Security section for each step's permissions). Running it again changes nothing.
 	}
 	natsURL.register(cmd.Flags())
 	return cmd
+}
+
+// streamOptions are the stream and bucket settings of the configuration,
+// the same for `guestflow provision` and every worker: a worker that found
+// them different would need the permission to update them.
+func streamOptions(n config.NATS) worker.StreamOptions {
+	return worker.StreamOptions{Replicas: n.StreamReplicas(), DLQMaxBytes: int64(n.DLQMaxBytes)}
 }

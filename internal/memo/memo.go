@@ -53,25 +53,35 @@ const TTL = 31 * 24 * time.Hour
 // Store is a memo backed by a JetStream key-value bucket.
 type Store struct {
 	js  jetstream.JetStream
-	ttl time.Duration
+	cfg jetstream.KeyValueConfig
 	mu  sync.Mutex
 	kv  jetstream.KeyValue
 }
 
-// Open opens the bucket, creating it when it is absent, with records kept
-// for TTL. History 1 and file storage: only the latest record matters, and
-// it must survive a broker restart. A bucket created without a TTL (before
-// guestflow set one) gets it: a bucket whose settings differ is put back
-// to these (provision.KeyValue), and the server then expires the records
-// older than the TTL.
-func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	return OpenWithTTL(ctx, js, TTL)
+// Options say how to keep the bucket. The zero value is TTL on one server.
+type Options struct {
+	// TTL is how long a record is kept after it was last written; 0 means
+	// TTL. Tests that watch records expire set less (the server refuses a
+	// TTL below 100 ms).
+	TTL time.Duration
+	// Replicas is how many servers of a JetStream cluster keep the
+	// bucket (0 means 1); see provision.KeyValue.
+	Replicas int
 }
 
-// OpenWithTTL is Open with records kept for ttl instead of TTL, for tests
-// that watch records expire. The server refuses a TTL below 100 ms.
-func OpenWithTTL(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*Store, error) {
-	s := &Store{js: js, ttl: ttl}
+// Open opens the bucket, creating it when it is absent, with records kept
+// for o.TTL. History 1 and file storage: only the latest record matters,
+// and it must survive a broker restart. A bucket created without a TTL
+// (before guestflow set one) gets it: a bucket whose settings differ is put
+// back to these (provision.KeyValue), and the server then expires the
+// records older than the TTL.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	if o.TTL <= 0 {
+		o.TTL = TTL
+	}
+	cfg := BucketConfig(o.TTL)
+	cfg.Replicas = o.Replicas
+	s := &Store{js: js, cfg: cfg}
 	if _, err := s.open(ctx); err != nil {
 		return nil, err
 	}
@@ -90,7 +100,7 @@ func BucketConfig(ttl time.Duration) jetstream.KeyValueConfig {
 }
 
 func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, _, err := provision.KeyValue(ctx, s.js, BucketConfig(s.ttl))
+	kv, _, err := provision.KeyValue(ctx, s.js, s.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("memo: %w", err)
 	}

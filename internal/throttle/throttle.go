@@ -74,6 +74,9 @@ type Options struct {
 	// MaxWait is the longest pacing wait slept in place; longer waits are
 	// handed back to the broker. Default 2s.
 	MaxWait time.Duration
+	// Replicas is how many servers of a JetStream cluster keep the
+	// bucket (0 means 1); see provision.KeyValue.
+	Replicas int
 }
 
 // Gate is one worker's view of the tenant's shared Graph budget.
@@ -105,7 +108,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 	if o.MaxWait <= 0 {
 		o.MaxWait = 2 * time.Second
 	}
-	kv, _, err := provision.KeyValue(ctx, js, BucketConfig())
+	cfg := BucketConfig()
+	cfg.Replicas = o.Replicas
+	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}

@@ -57,6 +57,11 @@ type Options struct {
 	// letter the DLQ keeps refusing would otherwise bring its input back
 	// for ever.
 	DeadLetterTries int
+	// Streams are the settings of the streams and of the buckets the
+	// runtime creates (leases, index): their replicas and the DLQ's limit.
+	// They must be the same in every worker and in `guestflow provision`,
+	// which main makes sure of by reading them from the configuration.
+	Streams StreamOptions
 	// Stats is where the worker counts; nil means DefaultStats.
 	Stats *Stats
 	// PendingInterval is how often the worker refreshes
@@ -146,7 +151,7 @@ func (o *Options) SetDefaults() {
 // they be deleted while it runs.
 func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
 	o.SetDefaults()
-	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
+	if err := EnsureStreams(ctx, js, o.Streams); err != nil {
 		return stopped(ctx, err)
 	}
 	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name), handBack: make(chan struct{})}
@@ -154,7 +159,7 @@ func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) erro
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	ls, err := openLeases(ctx, js, w.ackWait(), o.Now)
+	ls, err := openLeases(ctx, js, o.Streams.Replicas, w.ackWait(), o.Now)
 	if err != nil {
 		return stopped(ctx, err)
 	}
