@@ -22,7 +22,12 @@ workers give them, and print what was done to each: created, updated or unchange
 Workers do the same at start, but look first and write only what is absent or differs.
 Run provision once, and after an upgrade, as a NATS user that may create and update
 those streams; each worker's own user then needs only to look them up (see the README's
-Security section for each step's permissions). Running it again changes nothing.`,
+Security section for each step's permissions). Running it again changes nothing.
+
+nats.replicas and nats.dlqMaxBytes in --config set the replicas of every stream and
+bucket and the dead-letter stream's byte limit: give provision the workers' values.
+A stream or bucket on fewer servers than nats.replicas is raised in place, one on
+more is left so.`,
 		Example: `  GUESTFLOW_NATS_CREDS=provision.creds guestflow provision --nats tls://nats.internal:4222`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
