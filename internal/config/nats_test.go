@@ -255,3 +255,44 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+// The configurations deploy/ ships load strictly and validate, but for the
+// files they name, which exist only in the pods; production keeps every
+// stream on the three servers of deploy/nats-values.yaml.
+func TestDeployConfigurations(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/kubernetes/*/guestflow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlays, err := filepath.Glob("../../deploy/kubernetes/overlays/*/guestflow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, overlays...)
+	if len(files) < 3 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		c, err := config.LoadUnvalidated(f, true, nil)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		var problems []string
+		if err := c.Validate(); err != nil {
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				for _, line := range strings.Split(e.Error(), "\n") {
+					if !strings.Contains(line, "no such file or directory") {
+						problems = append(problems, line)
+					}
+				}
+			}
+		}
+		if len(problems) > 0 {
+			t.Errorf("%s: %s", f, strings.Join(problems, "; "))
+		}
+		if strings.Contains(f, "production") && c.NATS.StreamReplicas() != 3 {
+			t.Errorf("%s: nats.replicas %d, want 3: the NATS cluster has three servers", f, c.NATS.StreamReplicas())
+		}
+	}
+}
