@@ -110,22 +110,42 @@ func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// bucket runs op on the bucket, re-creating it once when it was deleted
-// under the running worker: otherwise every step that keeps or checks a
-// record would fail until a restart. The records are gone with it; the
-// steps then fall back on what they can ask Microsoft.
-func (s *Store) bucket(ctx context.Context, op func(jetstream.KeyValue) error) error {
+// opTimeout bounds one read or write of the bucket, whatever the caller's
+// deadline (a step's is minutes). A reply lost with a server — the
+// bucket's leader killed while its replicas elect another — is never sent
+// again, and nats.go would wait for it until that deadline, holding the
+// input; failing after opTimeout lets the step be retried once the
+// cluster has a leader again. Five seconds is nats.go's own timeout for a
+// call without a deadline; an answer normally takes milliseconds.
+const opTimeout = 5 * time.Second
+
+// bucket runs op on the bucket, each call within opTimeout, re-creating the
+// bucket once when it was deleted under the running worker: otherwise
+// every step that keeps or checks a record would fail until a restart. The
+// records are gone with it; the steps then fall back on what they can ask
+// Microsoft.
+func (s *Store) bucket(ctx context.Context, op func(context.Context, jetstream.KeyValue) error) error {
 	s.mu.Lock()
 	kv := s.kv
 	s.mu.Unlock()
-	err := op(kv)
+	try := func(kv jetstream.KeyValue) error {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		return op(ctx, kv)
+	}
+	err := try(kv)
 	if !gone(err) {
 		return err
 	}
-	if kv, err = s.open(ctx); err != nil {
+	// A cluster without a leader says "no responders" too; the lookup
+	// before re-creating must not wait for it longer than a read would.
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	kv, err = s.open(octx)
+	cancel()
+	if err != nil {
 		return err
 	}
-	return op(kv)
+	return try(kv)
 }
 
 // gone reports whether err says the bucket's stream does not exist.
@@ -138,7 +158,7 @@ func gone(err error) bool {
 // there was a record.
 func (s *Store) Get(ctx context.Context, step, onboardingID string, v any) (bool, error) {
 	var e jetstream.KeyValueEntry
-	err := s.bucket(ctx, func(kv jetstream.KeyValue) (err error) {
+	err := s.bucket(ctx, func(ctx context.Context, kv jetstream.KeyValue) (err error) {
 		e, err = kv.Get(ctx, key(step, onboardingID))
 		return err
 	})
@@ -160,7 +180,7 @@ func (s *Store) Put(ctx context.Context, step, onboardingID string, v any) error
 	if err != nil {
 		return fmt.Errorf("memo: %w", err)
 	}
-	err = s.bucket(ctx, func(kv jetstream.KeyValue) error {
+	err = s.bucket(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
 		_, err := kv.Put(ctx, key(step, onboardingID), b)
 		return err
 	})
