@@ -8,10 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/metrics"
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Options tune the runtime. The zero value is usable: SetDefaults fills in
@@ -151,16 +153,22 @@ func (o *Options) SetDefaults() {
 // they be deleted while it runs.
 func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
 	o.SetDefaults()
-	if err := EnsureStreams(ctx, js, o.Streams); err != nil {
-		return stopped(ctx, err)
-	}
 	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name), handBack: make(chan struct{})}
-	cons, _, err := w.ensureConsumer(ctx)
-	if err != nil {
+	if err := w.starting(ctx, "making sure of the streams", func() error { return EnsureStreams(ctx, js, o.Streams) }); err != nil {
 		return stopped(ctx, err)
 	}
-	ls, err := openLeases(ctx, js, o.Streams.Replicas, w.ackWait(), o.Now)
-	if err != nil {
+	var cons jetstream.Consumer
+	if err := w.starting(ctx, "making sure of the consumer", func() (err error) {
+		cons, _, err = w.ensureConsumer(ctx)
+		return err
+	}); err != nil {
+		return stopped(ctx, err)
+	}
+	var ls *leases
+	if err := w.starting(ctx, "opening the lease bucket", func() (err error) {
+		ls, err = openLeases(ctx, js, o.Streams.Replicas, w.ackWait(), o.Now)
+		return err
+	}); err != nil {
 		return stopped(ctx, err)
 	}
 	ls.recreated = w.recreated
@@ -342,6 +350,28 @@ func (w *runner) reopen(ctx context.Context) (jetstream.Consumer, error) {
 		w.log.Warn("creating the consumer again failed; trying again in a second", "err", err)
 		if !sleep(ctx, time.Second) {
 			return nil, ctx.Err()
+		}
+	}
+}
+
+// starting runs one step of the start, again every second for as long as
+// it only times out. A JetStream cluster that is electing a leader, or
+// creating the same consumer for another replica, can let a request go
+// unanswered; exiting on that would only have the worker restarted into
+// the same moment. A refusal (provision.DeniedError: a permission the
+// user lacks also shows as a time-out), a conflict or any other error
+// stops the worker at once.
+func (w *runner) starting(ctx context.Context, what string, f func() error) error {
+	for {
+		err := f()
+		var denied *provision.DeniedError
+		if err == nil || errors.As(err, &denied) ||
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		w.log.Warn(what+" timed out; trying again in a second", "err", err)
+		if !sleep(ctx, time.Second) {
+			return ctx.Err()
 		}
 	}
 }
