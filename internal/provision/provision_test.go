@@ -254,17 +254,21 @@ func TestByteLimitAndDiscardPolicy(t *testing.T) {
 	if _, _, err := provision.Stream(ctx, admin, streamCfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Publish(ctx, "orders.1", []byte("one")); err != nil {
+	// More than the limit it is about to get: discard new keeps it all.
+	if _, err := admin.Publish(ctx, "orders.1", make([]byte, 2048)); err != nil {
 		t.Fatal(err)
 	}
 	limited := streamCfg
-	limited.MaxBytes, limited.Discard = 1<<20, jetstream.DiscardNew
+	limited.MaxBytes, limited.Discard = 1024, jetstream.DiscardNew
 	s, a, err := provision.Stream(ctx, admin, limited)
 	if err != nil || a != provision.Updated {
 		t.Fatalf("limited: %s, %v", a, err)
 	}
-	if c := s.CachedInfo(); c.Config.MaxBytes != 1<<20 || c.Config.Discard != jetstream.DiscardNew || c.State.Msgs != 1 {
+	if c := s.CachedInfo(); c.Config.MaxBytes != 1024 || c.Config.Discard != jetstream.DiscardNew || c.State.Msgs != 1 {
 		t.Errorf("after the update: MaxBytes %d, discard %v, %d messages", c.Config.MaxBytes, c.Config.Discard, c.State.Msgs)
+	}
+	if _, err := admin.Publish(ctx, "orders.2", []byte("two")); err == nil {
+		t.Error("a full stream stored another message")
 	}
 	if _, a, err := provision.Stream(ctx, admin, limited); err != nil || a != provision.Unchanged {
 		t.Errorf("again: %s, %v", a, err)
