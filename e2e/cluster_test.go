@@ -37,15 +37,16 @@ import (
 //   - Three standalone nats-server processes, clustered on loopback, each
 //     with its own store folder. The test waits for the cluster's JetStream
 //     meta leader before anything else, as `guestflow provision` needs it.
-//   - `guestflow provision` with GUESTFLOW_NATS_REPLICAS=3 creates both
-//     streams and the four buckets on all three servers; the test checks
-//     that each has three replicas, that the DLQ has its byte limit, and
-//     later that every step's consumer, created by the workers without
+//   - `guestflow provision` without nats.replicas creates both streams and
+//     the four buckets on one server, as releases before nats.replicas
+//     did. Two `guestflow worker all` processes with
+//     GUESTFLOW_NATS_REPLICAS=3 raise each to three replicas in place when
+//     they open it; `guestflow provision` with the same variable finds all
+//     six unchanged afterwards. The test checks the replicas and the DLQ's byte limit,
+//     and later that every step's consumer, created by the workers without
 //     replicas of its own, has its stream's three.
-//   - Two `guestflow worker all` processes (the same variable set, so they
-//     find what provision made unchanged) connect with all three URLs, and
-//     the emulator answers them without injected faults: every count below
-//     is exact.
+//   - The workers connect with all three URLs, and the emulator answers
+//     them without injected faults: every count below is exact.
 //   - All 200 joined events are published at once, so the onboardings are
 //     in flight together (paced by the tenant's shared write budget). At a
 //     fifth of them onboarded, the server that leads GUESTFLOW (its stream
@@ -106,29 +107,15 @@ func TestClusterNodeLoss(t *testing.T) {
 		}
 	})
 
-	// The cluster.
+	// The cluster. Its nine ports are picked free and then bound by the
+	// servers, which another process on the machine may take in between:
+	// a server that cannot bind ends the attempt, and the cluster is
+	// started again on new ports.
 	clientPorts, monPorts, routePorts := make([]int, servers), make([]int, servers), make([]int, servers)
-	var urls, routes []string
-	for i := range servers {
-		clientPorts[i], monPorts[i], routePorts[i] = chaosFreePort(t), chaosFreePort(t), chaosFreePort(t)
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i]))
-	}
-	serverURLs := strings.Join(urls, ",")
 	names := make([]string, servers)
-	for i := range servers {
-		names[i] = fmt.Sprintf("n%d", i)
-		nodes = append(nodes, newChaosProc(t, tmp, "nats-"+names[i], nsBin, nil,
-			"-js", "-sd", filepath.Join(tmp, "store-"+names[i]), "-n", names[i],
-			"-a", "127.0.0.1", "-p", strconv.Itoa(clientPorts[i]), "-m", strconv.Itoa(monPorts[i]),
-			"--cluster_name", "guestflow", "--cluster", routes[i], "--routes", strings.Join(routes, ",")))
-	}
-	procs = append(procs, nodes...)
-	for _, n := range nodes {
-		n.start()
-	}
+	var serverURLs string
 	meta := func(i int) (clusterJSZ, error) { return clusterMeta(monPorts[i]) }
-	chaosWait(t, 30*time.Second, "the cluster electing a JetStream meta leader that every server follows", func() bool {
+	formed := func() bool {
 		var leader string
 		for i := range servers {
 			m, err := meta(i)
@@ -138,7 +125,50 @@ func TestClusterNodeLoss(t *testing.T) {
 			leader = m.Leader
 		}
 		return true
-	})
+	}
+	for attempt := 1; ; attempt++ {
+		var urls, routes []string
+		for i := range servers {
+			clientPorts[i], monPorts[i], routePorts[i] = chaosFreePort(t), chaosFreePort(t), chaosFreePort(t)
+			urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+			routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i]))
+		}
+		serverURLs = strings.Join(urls, ",")
+		nodes = nil
+		for i := range servers {
+			names[i] = fmt.Sprintf("n%d", i)
+			nodes = append(nodes, newChaosProc(t, tmp, fmt.Sprintf("nats-%s-%d", names[i], attempt), nsBin, nil,
+				"-js", "-sd", filepath.Join(tmp, fmt.Sprintf("store-%s-%d", names[i], attempt)), "-n", names[i],
+				"-a", "127.0.0.1", "-p", strconv.Itoa(clientPorts[i]), "-m", strconv.Itoa(monPorts[i]),
+				"--cluster_name", "guestflow", "--cluster", routes[i], "--routes", strings.Join(routes, ",")))
+		}
+		for _, n := range nodes {
+			n.start()
+		}
+		bound := func() bool {
+			for _, n := range nodes {
+				if len(n.problems()) > 0 && n.logContains("address already in use") {
+					return false
+				}
+			}
+			return true
+		}
+		wait := time.Now().Add(30 * time.Second)
+		for bound() && !formed() && time.Now().Before(wait) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if bound() || attempt == 3 {
+			break
+		}
+		t.Logf("%8s  a port was taken before its server bound it; starting the cluster again", since())
+		for _, n := range nodes {
+			n.kill()
+		}
+	}
+	procs = append(procs, nodes...)
+	if !formed() {
+		t.Fatal("the cluster has no JetStream meta leader that every server follows within 30s")
+	}
 	m0, _ := meta(0)
 	t.Logf("%8s  %d servers clustered, meta leader %s", since(), servers, m0.Leader)
 
@@ -154,18 +184,24 @@ func TestClusterNodeLoss(t *testing.T) {
 	})
 	api := chaosSimClient(t, fmt.Sprintf("https://127.0.0.1:%d", simPort), filepath.Join(tmp, "graphsim-ca.pem"))
 
-	// Provision on three servers, as the production overlay does.
+	// Provision on one server (no nats.replicas) as an older release
+	// did; the workers, given three, raise every stream and bucket in
+	// place, and provision given three then finds nothing to change.
+	runProvision := func(env []string) string {
+		t.Helper()
+		cmd := exec.Command(gf, "provision", "--config", cfgPath, "--nats", serverURLs)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("guestflow provision: %v\n%s", err, out)
+		}
+		return string(out)
+	}
 	env := chaosEnv("AZURE_CLIENT_ID=guestflow-dev", "AZURE_CLIENT_SECRET=guestflow-dev-secret", "GUESTFLOW_NATS_REPLICAS=3")
-	provision := exec.Command(gf, "provision", "--config", cfgPath, "--nats", serverURLs)
-	provision.Env = env
-	out, err := provision.CombinedOutput()
-	if err != nil {
-		t.Fatalf("guestflow provision: %v\n%s", err, out)
+	if out := runProvision(chaosEnv()); strings.Count(out, "created") != 6 {
+		t.Errorf("guestflow provision created %d streams and buckets, want 6:\n%s", strings.Count(out, "created"), out)
 	}
-	if n := strings.Count(string(out), "created"); n != 6 {
-		t.Errorf("guestflow provision created %d streams and buckets, want 6:\n%s", n, out)
-	}
-	t.Logf("%8s  provisioned:\n%s", since(), strings.TrimSpace(string(out)))
+	t.Logf("%8s  provisioned at one replica", since())
 
 	nc, err := nats.Connect(serverURLs, nats.Name("cluster-test"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
@@ -177,18 +213,22 @@ func TestClusterNodeLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept := []string{worker.Stream, worker.DLQStream, "KV_" + memo.Bucket, "KV_" + worker.LeaseBucket, "KV_" + index.Bucket, "KV_" + throttle.Bucket}
-	for _, name := range kept {
-		info, err := clusterStreamInfo(js, name)
-		if err != nil {
-			t.Fatalf("stream %s: %v", name, err)
-		}
-		if info.Config.Replicas != 3 {
-			t.Errorf("stream %s has %d replicas, want 3", name, info.Config.Replicas)
-		}
-		if name == worker.DLQStream && (info.Config.MaxBytes != worker.DefaultDLQMaxBytes || info.Config.Discard != jetstream.DiscardNew) {
-			t.Errorf("%s: MaxBytes %d, discard %v; want %d, discard new", name, info.Config.MaxBytes, info.Config.Discard, worker.DefaultDLQMaxBytes)
+	checkReplicas := func(want int) {
+		t.Helper()
+		for _, name := range kept {
+			info, err := clusterStreamInfo(js, name)
+			if err != nil {
+				t.Fatalf("stream %s: %v", name, err)
+			}
+			if info.Config.Replicas != want {
+				t.Errorf("stream %s has %d replicas, want %d", name, info.Config.Replicas, want)
+			}
+			if name == worker.DLQStream && (info.Config.MaxBytes != worker.DefaultDLQMaxBytes || info.Config.Discard != jetstream.DiscardNew) {
+				t.Errorf("%s: MaxBytes %d, discard %v; want %d, discard new", name, info.Config.MaxBytes, info.Config.Discard, worker.DefaultDLQMaxBytes)
+			}
 		}
 	}
+	checkReplicas(1)
 
 	// The workers.
 	for i := range workerProcs {
@@ -381,6 +421,13 @@ func TestClusterNodeLoss(t *testing.T) {
 	t.Logf("%8s  all %d onboarded", since(), len(seen))
 	chaosSettle(t, js, 60*time.Second)
 	t.Logf("%8s  every consumer settled", since())
+	// The workers raised what they opened (the index on its first
+	// message) to three replicas, which provision given three finds
+	// unchanged.
+	checkReplicas(3)
+	if out := runProvision(env); strings.Count(out, "unchanged") != 6 {
+		t.Errorf("guestflow provision with nats.replicas 3 after the workers raised the replicas:\n%s", out)
+	}
 
 	// The restarted server has caught up: every replica of every stream,
 	// bucket and consumer is current again.

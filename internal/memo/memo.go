@@ -116,8 +116,17 @@ func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
 // again, and nats.go would wait for it until that deadline, holding the
 // input; failing after opTimeout lets the step be retried once the
 // cluster has a leader again. Five seconds is nats.go's own timeout for a
-// call without a deadline; an answer normally takes milliseconds.
-const opTimeout = 5 * time.Second
+// call without a deadline; an answer normally takes milliseconds. (A
+// variable for the tests.)
+var opTimeout = 5 * time.Second
+
+// putTries is how many times Put writes a record the bucket did not
+// answer for. A record is written after what it records was done (an
+// invitation sent, a mail sent), and a step whose record is lost does it
+// again on its retry: writing the same record again changes nothing, and
+// four tries of opTimeout outlast a leader election (four to ten
+// seconds).
+const putTries = 4
 
 // bucket runs op on the bucket, each call within opTimeout, re-creating the
 // bucket once when it was deleted under the running worker: otherwise
@@ -174,20 +183,38 @@ func (s *Store) Get(ctx context.Context, step, onboardingID string, v any) (bool
 	return true, nil
 }
 
-// Put records v for step and onboardingID.
+// Put records v for step and onboardingID. A write the bucket does not
+// answer is tried again, up to putTries times: see putTries.
 func (s *Store) Put(ctx context.Context, step, onboardingID string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("memo: %w", err)
 	}
-	err = s.bucket(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
-		_, err := kv.Put(ctx, key(step, onboardingID), b)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("memo: %w", err)
+	for try := 1; ; try++ {
+		err = s.bucket(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
+			_, err := kv.Put(ctx, key(step, onboardingID), b)
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		if try == putTries || !unanswered(err) || ctx.Err() != nil {
+			return fmt.Errorf("memo: %w", err)
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("memo: %w", err)
+		case <-t.C:
+		}
 	}
-	return nil
+}
+
+// unanswered reports whether err is a call the bucket did not answer: the
+// reply lost, or nobody there to give one (a cluster electing a leader).
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || gone(err)
 }
 
 var plainID = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)

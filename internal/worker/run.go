@@ -355,25 +355,47 @@ func (w *runner) reopen(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // starting runs one step of the start, again every second for as long as
-// it only times out. A JetStream cluster that is electing a leader, or
-// creating the same consumer for another replica, can let a request go
-// unanswered; exiting on that would only have the worker restarted into
-// the same moment. A refusal (provision.DeniedError: a permission the
-// user lacks also shows as a time-out), a conflict or any other error
-// stops the worker at once.
+// it fails the way a JetStream cluster in motion makes it fail: a request
+// left unanswered while a leader is elected, or the cluster saying it is
+// temporarily unavailable or short of resources (as it does for a
+// consumer created while its stream is being raised to more replicas, or
+// the same consumer being created for another replica). Exiting on that
+// would only have the worker restarted into the same moment. A refusal
+// (provision.DeniedError: a permission the user lacks also shows as a
+// time-out), a conflict or any other error stops the worker at once.
 func (w *runner) starting(ctx context.Context, what string, f func() error) error {
 	for {
 		err := f()
-		var denied *provision.DeniedError
-		if err == nil || errors.As(err, &denied) ||
-			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		if err == nil || !transientStart(err) {
 			return err
 		}
-		w.log.Warn(what+" timed out; trying again in a second", "err", err)
+		w.log.Warn(what+" failed for now; trying again in a second", "err", err)
 		if !sleep(ctx, time.Second) {
 			return ctx.Err()
 		}
 	}
+}
+
+// JetStream's error codes for a cluster that cannot serve a request now but
+// will: "JetStream system temporarily unavailable", "insufficient
+// resources" (also said while a stream's replicas change).
+const (
+	errCodeClusterNotAvailable   jetstream.ErrorCode = 10008
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// transientStart reports whether a start that failed with err is worth
+// trying again; see starting.
+func transientStart(err error) bool {
+	var denied *provision.DeniedError
+	if errors.As(err, &denied) {
+		return false
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode == errCodeClusterNotAvailable || api.ErrorCode == errCodeInsufficientResources
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // sleep waits d, or reports false when ctx ends first.
