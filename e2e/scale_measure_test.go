@@ -82,7 +82,7 @@ func TestScaleMeasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := app.Provision(context.Background(), js); err != nil {
+	if _, err := app.Provision(context.Background(), js, worker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	env := chaosEnv("AZURE_CLIENT_ID=guestflow-dev", "AZURE_CLIENT_SECRET=guestflow-dev-secret")

@@ -306,7 +306,7 @@ func newScaleSystem(t *testing.T, so graphsim.Options) *scaleSystem {
 	t.Cleanup(nc.Close)
 	// The streams exist before any worker, as `guestflow provision` makes
 	// them in a deployment.
-	if _, err := app.Provision(context.Background(), js); err != nil {
+	if _, err := app.Provision(context.Background(), js, worker.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s := &scaleSystem{t: t, ns: ns, cfg: cfg, js: js, wrap: map[string]worker.Middleware{}, running: map[string]func(){},

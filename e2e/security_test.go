@@ -358,7 +358,7 @@ func TestLeastPrivilegeWorkersOnboardOverTLSWithNKeys(t *testing.T) {
 	conns := map[string]*nats.Conn{}
 	pnc, pjs := b.connect("provision")
 	conns["provision"] = pnc
-	if _, err := app.Provision(t.Context(), pjs); err != nil {
+	if _, err := app.Provision(t.Context(), pjs, worker.StreamOptions{}); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -453,7 +453,7 @@ func TestLeastPrivilegeWorkersOnboardOverTLSWithNKeys(t *testing.T) {
 	if _, err := ojs.UpdateKeyValue(t.Context(), memoCfg); err != nil {
 		t.Fatal(err)
 	}
-	done, err := app.Provision(t.Context(), pjs)
+	done, err := app.Provision(t.Context(), pjs, worker.StreamOptions{})
 	if err != nil {
 		t.Fatalf("provision again: %v", err)
 	}
@@ -519,7 +519,7 @@ func TestAWorkerWithoutAPermissionSaysWhichAtStart(t *testing.T) {
 	}
 	b := newSecureBroker(t, perms)
 	_, pjs := b.connect("provision")
-	if _, err := app.Provision(t.Context(), pjs); err != nil {
+	if _, err := app.Provision(t.Context(), pjs, worker.StreamOptions{}); err != nil {
 		t.Fatalf("provision: %v", err)
 	}
 	_, cfg := securityEmulator(t, graphsim.Options{})

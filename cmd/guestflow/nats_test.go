@@ -212,3 +212,35 @@ func TestPublishersNeedOnlyTheirPermissions(t *testing.T) {
 		t.Errorf("import as importer: %v\n%s", err, out)
 	}
 }
+
+// provision takes the stream settings from the configuration: the DLQ's
+// byte limit, and replicas, which a single server cannot keep.
+func TestProvisionTakesTheStreamSettingsFromTheConfiguration(t *testing.T) {
+	ns := brokertest.Start(t, nil)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cfg := filepath.Join(dir, "guestflow.yaml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("nats:\n  dlqMaxBytes: 2MiB\n")
+	if out, err := runCLI(t, "provision", "--config", cfg, "--nats", ns.ClientURL()); err != nil {
+		t.Fatal(err, out)
+	}
+	js := brokertest.JetStream(t, ns.ClientURL())
+	s, err := js.Stream(t.Context(), worker.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxBytes; got != 2<<20 {
+		t.Errorf("%s MaxBytes %d, want nats.dlqMaxBytes 2MiB", worker.DLQStream, got)
+	}
+	write("nats:\n  replicas: 3\n")
+	out, err := runCLI(t, "provision", "--config", cfg, "--nats", ns.ClientURL())
+	if err == nil || !strings.Contains(out, "set nats.replicas to 1") {
+		t.Errorf("3 replicas on one server: %v\n%s", err, out)
+	}
+}

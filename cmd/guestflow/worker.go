@@ -186,6 +186,7 @@ func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, n
 	defer nc.Close()
 	so := f.stepOptions()
 	so.Token = &app.FirstToken{}
+	so.Replicas = cfg.NATS.StreamReplicas()
 	steps, err := app.BuildSteps(ctx, cfg, creds, js, names, so)
 	if err != nil {
 		return err
@@ -207,6 +208,7 @@ func runWorkers(ctx context.Context, cfg config.Config, creds app.Credentials, n
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	o := f.options(g)
+	o.Streams = streamOptions(cfg.NATS)
 	for _, s := range steps {
 		eg.Go(func() error {
 			if err := worker.Run(ctx, js, s, o); err != nil {

@@ -51,6 +51,10 @@ type StepOptions struct {
 	// Token, when set, learns whether the steps' credential has produced
 	// a token: a readiness check for the ops server.
 	Token *FirstToken
+	// Replicas is how many servers of a JetStream cluster keep the
+	// buckets the steps open (memo, throttle), as nats.replicas says; the
+	// workers' streams and buckets take theirs from worker.Options.
+	Replicas int
 }
 
 // BuildSteps wires the named steps to Graph, Dataverse, the tenant's shared
@@ -66,7 +70,9 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	gopts := graph.Options{SDKRetry: so.SDKRetry}
 	dvc := hc
 	if so.Throttle != nil {
-		gate, err := throttle.Open(ctx, js, *so.Throttle)
+		to := *so.Throttle
+		to.Replicas = so.Replicas
+		gate, err := throttle.Open(ctx, js, to)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +92,7 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 			return store, nil
 		}
 		var err error
-		store, err = memo.Open(ctx, js)
+		store, err = memo.Open(ctx, js, memo.Options{Replicas: so.Replicas})
 		return store, err
 	}
 	var steps []worker.Step

@@ -26,10 +26,12 @@ type Provisioned struct {
 // before least-privilege workers start: a worker looks them up, and needs
 // the permission to create or update one only when it is absent or its
 // settings differ. It reports what it did to each, up to the first
-// failure.
-func Provision(ctx context.Context, js jetstream.JetStream) ([]Provisioned, error) {
+// failure. o must be what the workers are given (worker.Options.Streams):
+// every stream and bucket is kept on o.Replicas servers, and the workers
+// would otherwise find them different and need to update them.
+func Provision(ctx context.Context, js jetstream.JetStream, o worker.StreamOptions) ([]Provisioned, error) {
 	var done []Provisioned
-	for _, cfg := range worker.StreamConfigs(worker.StreamOptions{}) {
+	for _, cfg := range worker.StreamConfigs(o) {
 		_, a, err := provision.Stream(ctx, js, cfg)
 		if err != nil {
 			return done, fmt.Errorf("stream %s: %w", cfg.Name, err)
@@ -40,9 +42,10 @@ func Provision(ctx context.Context, js jetstream.JetStream) ([]Provisioned, erro
 		memo.BucketConfig(memo.TTL),
 		worker.LeaseBucketConfig(),
 		// The index keeps keys as long as the event stream keeps events.
-		index.BucketConfig(worker.DefaultMaxAge),
+		index.BucketConfig(o.EventMaxAge()),
 		throttle.BucketConfig(),
 	} {
+		cfg.Replicas = o.Replicas
 		_, a, err := provision.KeyValue(ctx, js, cfg)
 		if err != nil {
 			return done, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)

@@ -372,6 +372,20 @@ func (c *Config) Override(environ []string) error {
 			*p = v
 		}
 	}
+	if v := getenv("GUESTFLOW_NATS_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("GUESTFLOW_NATS_REPLICAS: %q is not a whole number", v)
+		}
+		c.NATS.Replicas = n
+	}
+	if v := getenv("GUESTFLOW_NATS_DLQMAXBYTES"); v != "" {
+		b, err := ParseByteSize(v)
+		if err != nil {
+			return fmt.Errorf("GUESTFLOW_NATS_DLQMAXBYTES: %w", err)
+		}
+		c.NATS.DLQMaxBytes = b
+	}
 	if err := c.Intake.override(getenv); err != nil {
 		return err
 	}

@@ -48,7 +48,31 @@ type NATS struct {
 	// so that a server can give each user subscribe permission on its own
 	// replies only, rather than on everyone's "_INBOX.>".
 	InboxPrefix string `yaml:"inboxPrefix,omitempty"`
+	// Replicas is how many servers of a JetStream cluster keep each of
+	// guestflow's streams and key-value buckets: 1 (the default, for a
+	// single server), 3 or 5. Even counts are refused: a stream's writes
+	// need a majority of its replicas, so 2 survives the loss of no server
+	// (as 1) while writing twice, and 4 survives one (as 3) while writing
+	// four times. The workers and `guestflow provision` raise a stream or
+	// bucket kept on fewer servers to this count, in place; they never
+	// lower one kept on more.
+	Replicas int `yaml:"replicas,omitempty"`
+	// DLQMaxBytes bounds the dead-letter stream GUESTFLOW_DLQ; once it is
+	// full the stream refuses new dead letters (discard new) rather than
+	// dropping the oldest, which nobody has replayed yet. 0 means the
+	// workers' default (worker.DefaultDLQMaxBytes, 1 GiB), -1 no limit.
+	DLQMaxBytes ByteSize `yaml:"dlqMaxBytes,omitempty"`
 }
+
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
+// MinDLQMaxBytes is the smallest limit accepted: the broker's default max
+// payload, the size of one dead letter at most.
+const MinDLQMaxBytes ByteSize = 1 << 20
+
+// StreamReplicas is Replicas with its default filled in.
+func (n NATS) StreamReplicas() int { return max(n.Replicas, 1) }
 
 // NATSTLS is the TLS of the connection to the broker. Any setting makes the
 // connection use TLS, whatever the URL's scheme.
@@ -175,6 +199,16 @@ func (n NATS) Validate() error {
 	}
 	if p := n.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasSuffix(p, ".") || strings.HasPrefix(p, ".")) {
 		bad("nats.inboxPrefix %q is not a subject prefix (no wildcards, spaces, or leading or trailing dot)", p)
+	}
+	switch r := n.Replicas; {
+	case r < 0 || r > MaxReplicas:
+		bad("nats.replicas %d: JetStream keeps a stream on 1 to %d servers", r, MaxReplicas)
+	case r%2 == 0 && r != 0:
+		bad("nats.replicas %d: use %d or %d: writes need a majority of the replicas, so %d replicas survive no more lost servers than %d do",
+			r, r-1, r+1, r, r-1)
+	}
+	if b := n.DLQMaxBytes; b != 0 && b != -1 && b < MinDLQMaxBytes {
+		bad("nats.dlqMaxBytes %s: at least %s (one dead letter can be as large as the broker's max payload), or -1 for no limit", b, MinDLQMaxBytes)
 	}
 	return errors.Join(errs...)
 }

@@ -190,3 +190,109 @@ func TestNATSURLErrorsAreRedacted(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+func TestNATSReplicasAndDLQLimit(t *testing.T) {
+	dir := natsFiles(t)
+	n, err := loadNATS(t, dir, "nats:\n  url: nats://a:4222\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StreamReplicas() != 1 || n.DLQMaxBytes != 0 {
+		t.Errorf("defaults: %d replicas, DLQ limit %d; want 1 and 0 (the workers' default)", n.StreamReplicas(), n.DLQMaxBytes)
+	}
+	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n  replicas: 3\n  dlqMaxBytes: 256MiB\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StreamReplicas() != 3 || n.DLQMaxBytes != 256<<20 {
+		t.Errorf("from the file: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQMaxBytes)
+	}
+	n, err = loadNATS(t, dir, "nats:\n  url: nats://a:4222\n  replicas: 3\n",
+		"GUESTFLOW_NATS_REPLICAS=5", "GUESTFLOW_NATS_DLQMAXBYTES=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.StreamReplicas() != 5 || n.DLQMaxBytes != -1 {
+		t.Errorf("from the environment: %d replicas, DLQ limit %d", n.StreamReplicas(), n.DLQMaxBytes)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"nats:\n  replicas: 2\n", "nats.replicas 2: use 1 or 3"},
+		{"nats:\n  replicas: 4\n", "nats.replicas 4: use 3 or 5"},
+		{"nats:\n  replicas: 7\n", "nats.replicas 7: JetStream keeps a stream on 1 to 5 servers"},
+		{"nats:\n  replicas: -1\n", "nats.replicas -1"},
+		{"nats:\n  dlqMaxBytes: 1GB\n", `"1GB" is not a size`},
+		{"nats:\n  dlqMaxBytes: 64KiB\n", "nats.dlqMaxBytes 64KiB: at least 1MiB"},
+		{"nats:\n  dlqMaxBytes: [1]\n", "a size is a number of bytes"},
+	} {
+		if _, err := loadNATS(t, dir, tc.body); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want an error with %q, got %v", tc.body, tc.want, err)
+		}
+	}
+	if _, err := loadNATS(t, dir, "nats:\n  url: nats://a:4222\n", "GUESTFLOW_NATS_REPLICAS=three"); err == nil || !strings.Contains(err.Error(), "GUESTFLOW_NATS_REPLICAS") {
+		t.Errorf("a replica count that is no number: %v", err)
+	}
+	// Written back as it was read.
+	out, err := config.Config{NATS: config.NATS{URL: "nats://a:4222", Replicas: 3, DLQMaxBytes: 2 << 30}}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "replicas: 3") || !strings.Contains(string(out), "dlqMaxBytes: 2GiB") {
+		t.Errorf("marshalled:\n%s", out)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]config.ByteSize{
+		"0": 0, "-1": -1, "1048576": 1 << 20, "1MiB": 1 << 20, "1 GiB": 1 << 30, "3KiB": 3 << 10, "2TiB": 2 << 40, "17B": 17,
+	} {
+		if got, err := config.ParseByteSize(in); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "1G", "1GB", "1.5GiB", "-2", "-1GiB", "lots", "99999999999TiB"} {
+		if got, err := config.ParseByteSize(in); err == nil {
+			t.Errorf("%q: accepted as %d", in, got)
+		}
+	}
+}
+
+// The configurations deploy/ ships load strictly and validate, but for the
+// files they name, which exist only in the pods; production keeps every
+// stream on the three servers of deploy/nats-values.yaml.
+func TestDeployConfigurations(t *testing.T) {
+	files, err := filepath.Glob("../../deploy/kubernetes/*/guestflow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlays, err := filepath.Glob("../../deploy/kubernetes/overlays/*/guestflow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, overlays...)
+	if len(files) < 3 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		c, err := config.LoadUnvalidated(f, true, nil)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		var problems []string
+		if err := c.Validate(); err != nil {
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				for _, line := range strings.Split(e.Error(), "\n") {
+					if !strings.Contains(line, "no such file or directory") {
+						problems = append(problems, line)
+					}
+				}
+			}
+		}
+		if len(problems) > 0 {
+			t.Errorf("%s: %s", f, strings.Join(problems, "; "))
+		}
+		if strings.Contains(f, "production") && c.NATS.StreamReplicas() != 3 {
+			t.Errorf("%s: nats.replicas %d, want 3: the NATS cluster has three servers", f, c.NATS.StreamReplicas())
+		}
+	}
+}

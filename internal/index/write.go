@@ -33,6 +33,9 @@ type Options struct {
 	// stream's MaxAge, when every message a key names has left the stream
 	// too (they were all stored before the write). Required.
 	TTL time.Duration
+	// Replicas is how many servers of a JetStream cluster keep the
+	// bucket (0 means 1); see provision.KeyValue.
+	Replicas int
 	// Recreated, when set, is told that the bucket was found deleted
 	// under the running writer and created again.
 	Recreated func()
@@ -64,6 +67,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Writer, erro
 		return nil, errors.New("index: a TTL is required")
 	}
 	cfg := BucketConfig(o.TTL)
+	cfg.Replicas = o.Replicas
 	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)

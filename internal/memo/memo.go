@@ -53,25 +53,35 @@ const TTL = 31 * 24 * time.Hour
 // Store is a memo backed by a JetStream key-value bucket.
 type Store struct {
 	js  jetstream.JetStream
-	ttl time.Duration
+	cfg jetstream.KeyValueConfig
 	mu  sync.Mutex
 	kv  jetstream.KeyValue
 }
 
-// Open opens the bucket, creating it when it is absent, with records kept
-// for TTL. History 1 and file storage: only the latest record matters, and
-// it must survive a broker restart. A bucket created without a TTL (before
-// guestflow set one) gets it: a bucket whose settings differ is put back
-// to these (provision.KeyValue), and the server then expires the records
-// older than the TTL.
-func Open(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	return OpenWithTTL(ctx, js, TTL)
+// Options say how to keep the bucket. The zero value is TTL on one server.
+type Options struct {
+	// TTL is how long a record is kept after it was last written; 0 means
+	// TTL. Tests that watch records expire set less (the server refuses a
+	// TTL below 100 ms).
+	TTL time.Duration
+	// Replicas is how many servers of a JetStream cluster keep the
+	// bucket (0 means 1); see provision.KeyValue.
+	Replicas int
 }
 
-// OpenWithTTL is Open with records kept for ttl instead of TTL, for tests
-// that watch records expire. The server refuses a TTL below 100 ms.
-func OpenWithTTL(ctx context.Context, js jetstream.JetStream, ttl time.Duration) (*Store, error) {
-	s := &Store{js: js, ttl: ttl}
+// Open opens the bucket, creating it when it is absent, with records kept
+// for o.TTL. History 1 and file storage: only the latest record matters,
+// and it must survive a broker restart. A bucket created without a TTL
+// (before guestflow set one) gets it: a bucket whose settings differ is put
+// back to these (provision.KeyValue), and the server then expires the
+// records older than the TTL.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	if o.TTL <= 0 {
+		o.TTL = TTL
+	}
+	cfg := BucketConfig(o.TTL)
+	cfg.Replicas = o.Replicas
+	s := &Store{js: js, cfg: cfg}
 	if _, err := s.open(ctx); err != nil {
 		return nil, err
 	}
@@ -90,7 +100,7 @@ func BucketConfig(ttl time.Duration) jetstream.KeyValueConfig {
 }
 
 func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, _, err := provision.KeyValue(ctx, s.js, BucketConfig(s.ttl))
+	kv, _, err := provision.KeyValue(ctx, s.js, s.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("memo: %w", err)
 	}
@@ -100,22 +110,51 @@ func (s *Store) open(ctx context.Context) (jetstream.KeyValue, error) {
 	return kv, nil
 }
 
-// bucket runs op on the bucket, re-creating it once when it was deleted
-// under the running worker: otherwise every step that keeps or checks a
-// record would fail until a restart. The records are gone with it; the
-// steps then fall back on what they can ask Microsoft.
-func (s *Store) bucket(ctx context.Context, op func(jetstream.KeyValue) error) error {
+// opTimeout bounds one read or write of the bucket, whatever the caller's
+// deadline (a step's is minutes). A reply lost with a server — the
+// bucket's leader killed while its replicas elect another — is never sent
+// again, and nats.go would wait for it until that deadline, holding the
+// input; failing after opTimeout lets the step be retried once the
+// cluster has a leader again. Five seconds is nats.go's own timeout for a
+// call without a deadline; an answer normally takes milliseconds. (A
+// variable for the tests.)
+var opTimeout = 5 * time.Second
+
+// putTries is how many times Put writes a record the bucket did not
+// answer for. A record is written after what it records was done (an
+// invitation sent, a mail sent), and a step whose record is lost does it
+// again on its retry: writing the same record again changes nothing, and
+// four tries of opTimeout outlast a leader election (four to ten
+// seconds).
+const putTries = 4
+
+// bucket runs op on the bucket, each call within opTimeout, re-creating the
+// bucket once when it was deleted under the running worker: otherwise
+// every step that keeps or checks a record would fail until a restart. The
+// records are gone with it; the steps then fall back on what they can ask
+// Microsoft.
+func (s *Store) bucket(ctx context.Context, op func(context.Context, jetstream.KeyValue) error) error {
 	s.mu.Lock()
 	kv := s.kv
 	s.mu.Unlock()
-	err := op(kv)
+	try := func(kv jetstream.KeyValue) error {
+		ctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		return op(ctx, kv)
+	}
+	err := try(kv)
 	if !gone(err) {
 		return err
 	}
-	if kv, err = s.open(ctx); err != nil {
+	// A cluster without a leader says "no responders" too; the lookup
+	// before re-creating must not wait for it longer than a read would.
+	octx, cancel := context.WithTimeout(ctx, opTimeout)
+	kv, err = s.open(octx)
+	cancel()
+	if err != nil {
 		return err
 	}
-	return op(kv)
+	return try(kv)
 }
 
 // gone reports whether err says the bucket's stream does not exist.
@@ -128,7 +167,7 @@ func gone(err error) bool {
 // there was a record.
 func (s *Store) Get(ctx context.Context, step, onboardingID string, v any) (bool, error) {
 	var e jetstream.KeyValueEntry
-	err := s.bucket(ctx, func(kv jetstream.KeyValue) (err error) {
+	err := s.bucket(ctx, func(ctx context.Context, kv jetstream.KeyValue) (err error) {
 		e, err = kv.Get(ctx, key(step, onboardingID))
 		return err
 	})
@@ -144,20 +183,38 @@ func (s *Store) Get(ctx context.Context, step, onboardingID string, v any) (bool
 	return true, nil
 }
 
-// Put records v for step and onboardingID.
+// Put records v for step and onboardingID. A write the bucket does not
+// answer is tried again, up to putTries times: see putTries.
 func (s *Store) Put(ctx context.Context, step, onboardingID string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("memo: %w", err)
 	}
-	err = s.bucket(ctx, func(kv jetstream.KeyValue) error {
-		_, err := kv.Put(ctx, key(step, onboardingID), b)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("memo: %w", err)
+	for try := 1; ; try++ {
+		err = s.bucket(ctx, func(ctx context.Context, kv jetstream.KeyValue) error {
+			_, err := kv.Put(ctx, key(step, onboardingID), b)
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		if try == putTries || !unanswered(err) || ctx.Err() != nil {
+			return fmt.Errorf("memo: %w", err)
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("memo: %w", err)
+		case <-t.C:
+		}
 	}
-	return nil
+}
+
+// unanswered reports whether err is a call the bucket did not answer: the
+// reply lost, or nobody there to give one (a cluster electing a leader).
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || gone(err)
 }
 
 var plainID = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)

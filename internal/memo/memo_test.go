@@ -17,7 +17,7 @@ type record struct {
 
 func TestARecordIsKeptPerStepAndOnboarding(t *testing.T) {
 	js := brokertest.JetStream(t, brokertest.URL(t))
-	s, err := memo.Open(t.Context(), js)
+	s, err := memo.Open(t.Context(), js, memo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestARecordIsKeptPerStepAndOnboarding(t *testing.T) {
 
 func TestTheBucketComesBackWhenDeletedUnderARunningWorker(t *testing.T) {
 	js := brokertest.JetStream(t, brokertest.URL(t))
-	s, err := memo.Open(t.Context(), js)
+	s, err := memo.Open(t.Context(), js, memo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestTheTTLOutlivesTheEventStream(t *testing.T) {
 func TestARecordOlderThanTheTTLIsGone(t *testing.T) {
 	js := brokertest.JetStream(t, brokertest.URL(t))
 	const ttl = 2 * time.Second
-	s, err := memo.OpenWithTTL(t.Context(), js, ttl)
+	s, err := memo.Open(t.Context(), js, memo.Options{TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestABucketWithoutTTLGetsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := memo.Open(t.Context(), js); err != nil {
+	if _, err := memo.Open(t.Context(), js, memo.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := kv.Status(t.Context()); err != nil || st.TTL() != memo.TTL {
@@ -115,7 +115,7 @@ func TestABucketWithoutTTLGetsIt(t *testing.T) {
 	}
 
 	const ttl = time.Second
-	s, err := memo.OpenWithTTL(t.Context(), js, ttl)
+	s, err := memo.Open(t.Context(), js, memo.Options{TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}

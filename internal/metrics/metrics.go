@@ -105,6 +105,10 @@ var (
 	ConsumerPending = gaugeVec("guestflow_consumer_pending",
 		"Inputs a step's durable consumer has yet to finish: not yet delivered (NumPending) plus delivered and not yet acked, termed or dead-lettered (NumAckPending). Refreshed by each running worker.",
 		"step")
+	DLQBytes = gauge("guestflow_dlq_bytes",
+		"Bytes stored in the dead-letter stream GUESTFLOW_DLQ, as last read by this worker (refreshed with guestflow_consumer_pending). Every worker reports the same stream: aggregate with max.")
+	DLQMaxBytes = gauge("guestflow_dlq_max_bytes",
+		"GUESTFLOW_DLQ's byte limit (nats.dlqMaxBytes), beyond which it refuses new dead letters; -1 when it has none.")
 )
 
 func init() {
@@ -166,6 +170,11 @@ func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
 	define(name, "gauge", help, labels)
 	return promauto.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	define(name, "gauge", help, nil)
+	return promauto.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 }
 
 func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {

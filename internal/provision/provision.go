@@ -35,12 +35,20 @@ const (
 
 // Stream looks stream cfg.Name up; creates it when it is absent; and
 // updates it to cfg when a setting that decides what it holds differs
-// (subjects, retention, storage, MaxAge, duplicate window). Settings cfg
-// leaves at their zero value are compared too, since zero is a choice
-// (MaxAge 0 keeps messages for ever). The description is not compared: a
-// stream created by hand without it must not make every worker need the
-// permission to update it. Nor are settings guestflow never makes, such as
-// replicas or placement: they are the operator's.
+// (subjects, retention, storage, MaxAge, MaxBytes, discard policy,
+// duplicate window). Settings cfg leaves at their zero value are compared
+// too, since zero is a choice (MaxAge 0 keeps messages for ever). The
+// description is not compared: a stream created by hand without it must
+// not make every worker need the permission to update it. Nor are settings
+// guestflow never makes, such as placement: they are the operator's.
+//
+// Replicas are a floor: a stream kept on fewer servers than cfg.Replicas
+// is raised to it in place (the servers copy its messages to the new
+// replicas while it serves), and one kept on more is left so, also when it
+// is updated for another difference. Lowering the replicas is a decision
+// about how many servers may be lost, which an operator makes by hand
+// (`nats stream edit --replicas`), not a worker whose configuration
+// lacks nats.replicas.
 func Stream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, Action, error) {
 	s, err := js.Stream(ctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -49,7 +57,7 @@ func Stream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 			return s, Created, nil
 		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return nil, "", Denied(js.Conn(), err)
+			return nil, "", placement(Denied(js.Conn(), err), cfg.Replicas)
 		}
 		// Another worker was first, with other settings.
 		s, err = js.Stream(ctx, cfg.Name)
@@ -57,12 +65,14 @@ func Stream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 	if err != nil {
 		return nil, "", Denied(js.Conn(), err)
 	}
-	diff := streamDiff(s.CachedInfo().Config, cfg)
+	have := s.CachedInfo().Config
+	diff := streamDiff(have, cfg)
 	if len(diff) == 0 {
 		return s, Unchanged, nil
 	}
+	cfg.Replicas = max(cfg.Replicas, have.Replicas)
 	if s, err = js.UpdateStream(ctx, cfg); err != nil {
-		return nil, "", fmt.Errorf("its %s differ from guestflow's, and updating it failed: %w", strings.Join(diff, ", "), Denied(js.Conn(), err))
+		return nil, "", fmt.Errorf("its %s differ from guestflow's, and updating it failed: %w", strings.Join(diff, ", "), placement(Denied(js.Conn(), err), cfg.Replicas))
 	}
 	return s, Updated, nil
 }
@@ -81,15 +91,31 @@ func streamDiff(have, want jetstream.StreamConfig) []string {
 	add("retention", have.Retention != want.Retention)
 	add("storage", have.Storage != want.Storage)
 	add("MaxAge", have.MaxAge != want.MaxAge)
+	// The server stores "no limit" as -1, which a config says with 0.
+	add("MaxBytes", limit(have.MaxBytes) != limit(want.MaxBytes))
+	add("discard policy", have.Discard != want.Discard)
 	// The server fills in a duplicate window of two minutes (or MaxAge,
 	// if shorter) when none is given.
 	add("duplicate window", want.Duplicates != 0 && have.Duplicates != want.Duplicates)
+	add("replicas", fewer(have.Replicas, want.Replicas))
 	return d
 }
 
+// limit is a stream limit with "none" (0 or any negative) as -1.
+func limit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// fewer reports whether a stream kept on have servers is on fewer than
+// want; the server reads 0 as 1.
+func fewer(have, want int) bool { return max(have, 1) < max(want, 1) }
+
 // KeyValue opens bucket cfg.Bucket; creates it when it is absent; and
-// updates it to cfg when its history, TTL or storage differ (not its
-// description, as for Stream).
+// updates it to cfg when its history, TTL or storage differ, or it has
+// fewer replicas (not its description; replicas are a floor: see Stream).
 func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, Action, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -98,7 +124,7 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 			return kv, Created, nil
 		}
 		if !errors.Is(err, jetstream.ErrBucketExists) {
-			return nil, "", Denied(js.Conn(), err)
+			return nil, "", placement(Denied(js.Conn(), err), cfg.Replicas)
 		}
 		kv, err = js.KeyValue(ctx, cfg.Bucket) // another worker was first
 	}
@@ -113,12 +139,14 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValu
 	if !ok {
 		return nil, "", fmt.Errorf("bucket %s: no stream status", cfg.Bucket)
 	}
-	diff := bucketDiff(bs.StreamInfo().Config, cfg)
+	have := bs.StreamInfo().Config
+	diff := bucketDiff(have, cfg)
 	if len(diff) == 0 {
 		return kv, Unchanged, nil
 	}
+	cfg.Replicas = max(cfg.Replicas, have.Replicas)
 	if kv, err = js.UpdateKeyValue(ctx, cfg); err != nil {
-		return nil, "", fmt.Errorf("its %s differ from guestflow's, and updating it failed: %w", strings.Join(diff, ", "), Denied(js.Conn(), err))
+		return nil, "", fmt.Errorf("its %s differ from guestflow's, and updating it failed: %w", strings.Join(diff, ", "), placement(Denied(js.Conn(), err), cfg.Replicas))
 	}
 	return kv, Updated, nil
 }
@@ -137,7 +165,32 @@ func bucketDiff(have jetstream.StreamConfig, want jetstream.KeyValueConfig) []st
 	add("history", have.MaxMsgsPerSubject != history)
 	add("TTL", have.MaxAge != want.TTL)
 	add("storage", have.Storage != want.Storage)
+	add("replicas", fewer(have.Replicas, want.Replicas))
 	return d
+}
+
+// JetStream's error codes for a stream it cannot place on enough servers.
+const (
+	errCodeNoPeers               jetstream.ErrorCode = 10005 // "no suitable peers for placement"
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+	errCodeNotClustered          jetstream.ErrorCode = 10074 // "replicas > 1 not supported in non-clustered mode"
+)
+
+// placement adds to err, when the server could not place a stream on
+// replicas servers, what to change: the server's own words name neither
+// the setting nor the way out.
+func placement(err error, replicas int) error {
+	var api *jetstream.APIError
+	if replicas <= 1 || !errors.As(err, &api) {
+		return err
+	}
+	switch api.ErrorCode {
+	case errCodeNotClustered:
+		return fmt.Errorf("%w: guestflow's nats.replicas asks for %d replicas, and this NATS server is not part of a JetStream cluster; set nats.replicas to 1 or cluster the servers", err, replicas)
+	case errCodeNoPeers, errCodeInsufficientResources:
+		return fmt.Errorf("%w: guestflow's nats.replicas asks for %d replicas, which needs %d JetStream servers up with room for the stream; lower nats.replicas or add servers", err, replicas, replicas)
+	}
+	return err
 }
 
 // Denied returns err naming the permission the NATS server refused, when err

@@ -74,6 +74,9 @@ type Options struct {
 	// MaxWait is the longest pacing wait slept in place; longer waits are
 	// handed back to the broker. Default 2s.
 	MaxWait time.Duration
+	// Replicas is how many servers of a JetStream cluster keep the
+	// bucket (0 means 1); see provision.KeyValue.
+	Replicas int
 }
 
 // Gate is one worker's view of the tenant's shared Graph budget.
@@ -105,7 +108,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 	if o.MaxWait <= 0 {
 		o.MaxWait = 2 * time.Second
 	}
-	kv, _, err := provision.KeyValue(ctx, js, BucketConfig())
+	cfg := BucketConfig()
+	cfg.Replicas = o.Replicas
+	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
@@ -287,7 +292,16 @@ func (g *Gate) reserve(ctx context.Context, key string, rate float64) (time.Dura
 	}
 }
 
+// opTimeout bounds one read or write of the bucket, whatever the caller's
+// deadline: a reply lost with a server (the bucket's leader killed while
+// its replicas elect another) is never sent again, and the call would
+// otherwise hold the step until its own deadline, minutes away. It is
+// nats.go's timeout for a call without a deadline.
+const opTimeout = 5 * time.Second
+
 func (g *Gate) load(ctx context.Context, key string) (int64, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	e, err := g.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, 0, nil
@@ -305,6 +319,8 @@ func (g *Gate) load(ctx context.Context, key string) (int64, uint64, error) {
 // store sets key to v if it is still at revision rev (0: absent).
 func (g *Gate) store(ctx context.Context, key string, v int64, rev uint64) error {
 	val := []byte(strconv.FormatInt(v, 10))
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	var err error
 	if rev == 0 {
 		_, err = g.kv.Create(ctx, key, val)

@@ -73,6 +73,11 @@ func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int
 			append([]any{"reason", v.Reason, "err", clipErr(cause)}, remoteAttrs(cause)...)...)
 		return
 	}
+	if dlqFull(err) {
+		w.o.Stats.DLQFull.Add(1)
+		err = fmt.Errorf("%s: %s is at its byte limit (nats.dlqMaxBytes) and refuses new dead letters; replay or purge some (guestflow dlq): %w",
+			DLQFullReason, DLQStream, err)
+	}
 	// An input without a lease is dead-lettered on every delivery, so
 	// its deliveries count the tries.
 	tries := int(d.meta.NumDelivered)
@@ -103,6 +108,28 @@ func (w *runner) giveUp(ctx context.Context, d delivery, ls *lease, failures int
 	if ls != nil {
 		w.leases.release(lctx, ls)
 	}
+}
+
+// DLQFullReason starts the error logged for a dead letter that
+// GUESTFLOW_DLQ refused because it is full.
+const DLQFullReason = "dead-letter stream full"
+
+// errCodeStoreFailed is JetStream's error code for a message a stream
+// would not store, a full stream with the discard-new policy among others.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
+// dlqFull reports whether err is the DLQ refusing a dead letter because it
+// holds as many bytes (nats.dlqMaxBytes) or messages (a limit an operator
+// set) as it may: discard new refuses the newest rather than drop the
+// oldest. Retrying then helps only once someone replays or purges dead
+// letters; the refusal is counted (Stats.DLQFull) so that an alert says
+// why inputs are being abandoned.
+func dlqFull(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != errCodeStoreFailed {
+		return false
+	}
+	return strings.Contains(api.Description, "maximum bytes exceeded") || strings.Contains(api.Description, "maximum messages exceeded")
 }
 
 // deadLetter publishes the input to guestflow.dlq.<step> with the reason

@@ -50,7 +50,8 @@ func (ix *indexer) writer(ctx context.Context, w *runner) (*index.Writer, error)
 	}
 	iw, err := index.Open(ctx, w.js, index.Options{
 		// The stream's MaxAge as EnsureStreams sets it.
-		TTL:       DefaultMaxAge,
+		TTL:       w.o.Streams.EventMaxAge(),
+		Replicas:  w.o.Streams.Replicas,
 		Recreated: func() { w.recreated("key-value bucket " + index.Bucket) },
 	})
 	if err != nil {

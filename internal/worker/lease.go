@@ -91,8 +91,10 @@ var leaseConfig = jetstream.KeyValueConfig{
 // its settings back to leaseConfig when they differ (provision.KeyValue),
 // so one created without the TTL gets it, and the server expires its old
 // keys.
-func openLeases(ctx context.Context, js jetstream.JetStream, ttl time.Duration, now func() time.Time) (*leases, error) {
-	return openLeasesWith(ctx, js, leaseConfig, ttl, now)
+func openLeases(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration, now func() time.Time) (*leases, error) {
+	cfg := leaseConfig
+	cfg.Replicas = replicas
+	return openLeasesWith(ctx, js, cfg, ttl, now)
 }
 
 // openLeasesWith is openLeases with the bucket's settings, for tests that

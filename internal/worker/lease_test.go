@@ -16,11 +16,11 @@ func TestLeaseKeepsASecondDeliveryOut(t *testing.T) {
 	js := brokertest.JetStream(t, brokertest.URL(t))
 	now := time.Now()
 	clock := func() time.Time { return now }
-	a, err := openLeases(ctx, js, 3*time.Second, clock)
+	a, err := openLeases(ctx, js, 1, 3*time.Second, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := openLeases(ctx, js, 3*time.Second, clock)
+	b, err := openLeases(ctx, js, 1, 3*time.Second, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestLeaseCountsFailedAttempts(t *testing.T) {
 	ctx := context.Background()
 	js := brokertest.JetStream(t, brokertest.URL(t))
 	now := time.Now()
-	l, err := openLeases(ctx, js, 3*time.Second, func() time.Time { return now })
+	l, err := openLeases(ctx, js, 1, 3*time.Second, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestALeaseBucketWithoutTTLGetsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openLeases(ctx, js, time.Minute, time.Now); err != nil {
+	if _, err := openLeases(ctx, js, 1, time.Minute, time.Now); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := kv.Status(ctx); err != nil || st.TTL() != LeaseKeyTTL {

@@ -17,6 +17,9 @@ var (
 	_ = metrics.CounterFunc("guestflow_worker_dead_letters_abandoned_total",
 		"Inputs terminated without a dead letter because GUESTFLOW_DLQ refused theirs DeadLetterTries times: onboardings stopped with nothing to replay. Anything above zero needs a person.",
 		func() float64 { return float64(DefaultStats.Abandoned.Load()) })
+	_ = metrics.CounterFunc("guestflow_worker_dlq_full_total",
+		"Dead letters GUESTFLOW_DLQ refused because it was at its byte limit (nats.dlqMaxBytes); each is retried, and its input abandoned after DeadLetterTries refusals.",
+		func() float64 { return float64(DefaultStats.DLQFull.Load()) })
 	_ = metrics.CounterFunc("guestflow_worker_dead_letters_truncated_total",
 		"Dead letters stored with a shortened body because the whole input would not fit the broker's max payload.",
 		func() float64 { return float64(DefaultStats.Truncated.Load()) })
@@ -50,9 +53,39 @@ func (w *runner) onboarded(ev event.Event) {
 // pendingTimeout bounds one refresh of the pending gauge.
 const pendingTimeout = 5 * time.Second
 
+// reportDLQ sets guestflow_dlq_bytes and guestflow_dlq_max_bytes from
+// GUESTFLOW_DLQ's info, so that an alert fires while the stream still has
+// room (it refuses new dead letters once full, see dlqFull). A failed read
+// leaves the last values: they are the stream's, not this worker's, and
+// the pending gauge's disappearance already says the broker is not
+// answering.
+func (w *runner) reportDLQ(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, pendingTimeout)
+	defer cancel()
+	s, err := w.js.Stream(ctx, DLQStream)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Debug("reading the dead-letter stream's size failed", "err", err)
+		}
+		return
+	}
+	info := s.CachedInfo()
+	metrics.DLQBytes.Set(float64(info.State.Bytes))
+	metrics.DLQMaxBytes.Set(float64(limit(info.Config.MaxBytes)))
+}
+
+// limit is a stream limit with "none" as -1, whatever the server said.
+func limit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
 // reportPending keeps guestflow_consumer_pending{step} at the consumer's
 // backlog until ctx ends or stop is called, refreshing it every
-// o.PendingInterval; stop also removes the series. The backlog is what the consumer
+// o.PendingInterval; stop also removes the series. The DLQ's gauges are
+// refreshed on the same tick (reportDLQ). The backlog is what the consumer
 // has not finished: NumPending, the inputs not yet delivered, plus
 // NumAckPending, those delivered and not yet acked, termed or
 // dead-lettered, which includes every input waiting for a redelivery
@@ -84,6 +117,7 @@ func (w *runner) reportPending(ctx context.Context, cons jetstream.Consumer) (st
 				gauge.DeleteLabelValues(w.step.Name)
 				w.log.Debug("reading the consumer's backlog failed", "err", err)
 			}
+			w.reportDLQ(ctx)
 			select {
 			case <-ctx.Done():
 				return

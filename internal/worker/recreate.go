@@ -30,8 +30,8 @@ func missing(err error) bool {
 		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)
 }
 
-// ensureStream creates stream name with the defaults of EnsureStreams if
-// it does not exist, and reports whether it did.
+// ensureStream creates stream name with the settings of EnsureStreams (o)
+// if it does not exist, and reports whether it did.
 //
 // A re-created event stream does not start again at sequence 1: the
 // sequence of an input names its lease (GUESTFLOW_LEASES keeps keys for a
@@ -41,12 +41,12 @@ func missing(err error) bool {
 // and be terminated with nothing stored. It starts at the current Unix
 // time in nanoseconds instead, beyond any sequence an earlier stream
 // could have reached.
-func ensureStream(ctx context.Context, js jetstream.JetStream, name string) (bool, error) {
+func ensureStream(ctx context.Context, js jetstream.JetStream, name string, o StreamOptions) (bool, error) {
 	_, err := js.Stream(ctx, name)
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false, err
 	}
-	for _, cfg := range StreamConfigs(StreamOptions{}) {
+	for _, cfg := range StreamConfigs(o) {
 		if cfg.Name != name {
 			continue
 		}
@@ -65,7 +65,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name string) (boo
 // restore creates stream name again if it was deleted, counting and
 // logging the re-creation.
 func (w *runner) restore(ctx context.Context, name string) error {
-	created, err := ensureStream(ctx, w.js, name)
+	created, err := ensureStream(ctx, w.js, name, w.o.Streams)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", name, err)
 	}

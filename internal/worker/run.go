@@ -8,10 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/metrics"
+	"github.com/guestflow/guestflow/internal/provision"
 )
 
 // Options tune the runtime. The zero value is usable: SetDefaults fills in
@@ -57,6 +59,11 @@ type Options struct {
 	// letter the DLQ keeps refusing would otherwise bring its input back
 	// for ever.
 	DeadLetterTries int
+	// Streams are the settings of the streams and of the buckets the
+	// runtime creates (leases, index): their replicas and the DLQ's limit.
+	// They must be the same in every worker and in `guestflow provision`,
+	// which main makes sure of by reading them from the configuration.
+	Streams StreamOptions
 	// Stats is where the worker counts; nil means DefaultStats.
 	Stats *Stats
 	// PendingInterval is how often the worker refreshes
@@ -146,16 +153,22 @@ func (o *Options) SetDefaults() {
 // they be deleted while it runs.
 func Run(ctx context.Context, js jetstream.JetStream, step Step, o Options) error {
 	o.SetDefaults()
-	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
-		return stopped(ctx, err)
-	}
 	w := &runner{js: js, step: step, o: o, log: o.Logger.With("step", step.Name), handBack: make(chan struct{})}
-	cons, _, err := w.ensureConsumer(ctx)
-	if err != nil {
+	if err := w.starting(ctx, "making sure of the streams", func() error { return EnsureStreams(ctx, js, o.Streams) }); err != nil {
 		return stopped(ctx, err)
 	}
-	ls, err := openLeases(ctx, js, w.ackWait(), o.Now)
-	if err != nil {
+	var cons jetstream.Consumer
+	if err := w.starting(ctx, "making sure of the consumer", func() (err error) {
+		cons, _, err = w.ensureConsumer(ctx)
+		return err
+	}); err != nil {
+		return stopped(ctx, err)
+	}
+	var ls *leases
+	if err := w.starting(ctx, "opening the lease bucket", func() (err error) {
+		ls, err = openLeases(ctx, js, o.Streams.Replicas, w.ackWait(), o.Now)
+		return err
+	}); err != nil {
 		return stopped(ctx, err)
 	}
 	ls.recreated = w.recreated
@@ -339,6 +352,50 @@ func (w *runner) reopen(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// starting runs one step of the start, again every second for as long as
+// it fails the way a JetStream cluster in motion makes it fail: a request
+// left unanswered while a leader is elected, or the cluster saying it is
+// temporarily unavailable or short of resources (as it does for a
+// consumer created while its stream is being raised to more replicas, or
+// the same consumer being created for another replica). Exiting on that
+// would only have the worker restarted into the same moment. A refusal
+// (provision.DeniedError: a permission the user lacks also shows as a
+// time-out), a conflict or any other error stops the worker at once.
+func (w *runner) starting(ctx context.Context, what string, f func() error) error {
+	for {
+		err := f()
+		if err == nil || !transientStart(err) {
+			return err
+		}
+		w.log.Warn(what+" failed for now; trying again in a second", "err", err)
+		if !sleep(ctx, time.Second) {
+			return ctx.Err()
+		}
+	}
+}
+
+// JetStream's error codes for a cluster that cannot serve a request now but
+// will: "JetStream system temporarily unavailable", "insufficient
+// resources" (also said while a stream's replicas change).
+const (
+	errCodeClusterNotAvailable   jetstream.ErrorCode = 10008
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+)
+
+// transientStart reports whether a start that failed with err is worth
+// trying again; see starting.
+func transientStart(err error) bool {
+	var denied *provision.DeniedError
+	if errors.As(err, &denied) {
+		return false
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode == errCodeClusterNotAvailable || api.ErrorCode == errCodeInsufficientResources
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // sleep waits d, or reports false when ctx ends first.

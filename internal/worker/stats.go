@@ -14,6 +14,11 @@ type Stats struct {
 	// the worker's Error log and, by its sequence, in the GUESTFLOW stream.
 	// Anything above zero needs a person.
 	Abandoned atomic.Uint64
+	// DLQFull counts dead letters GUESTFLOW_DLQ refused because it was at
+	// its byte limit (nats.dlqMaxBytes, discard new). Each refusal is
+	// retried like any other, and DeadLetterTries of them abandon the
+	// input: replay or purge dead letters to make room.
+	DLQFull atomic.Uint64
 	// Truncated counts dead letters stored with a shortened body because
 	// the whole input would not fit the broker's max payload beside the
 	// dead-letter headers.

@@ -25,14 +25,54 @@ const (
 	// DuplicateWindow must outlast the longest gap between a publish and
 	// its retry after a lost PubAck; two minutes is the contract's floor.
 	DuplicateWindow = 2 * time.Minute
+	// DefaultDLQMaxBytes bounds GUESTFLOW_DLQ at 1 GiB: a million dead
+	// letters of a kilobyte, far more than anyone replays by hand, and a
+	// small share of the 10 Gi volume deploy/nats-values.yaml gives each
+	// server (a clustered stream with a byte limit is placed only on
+	// servers with that much room).
+	DefaultDLQMaxBytes = 1 << 30
 )
 
-// StreamOptions are the operator-tunable stream settings.
+// StreamOptions are the operator-tunable stream settings (nats.replicas
+// and nats.dlqMaxBytes in the configuration). The zero value is a single
+// server's streams with the default limits.
 type StreamOptions struct {
 	// MaxAge of the event log; 0 means DefaultMaxAge.
 	MaxAge time.Duration
 	// DLQMaxAge of dead letters; 0 keeps them until replayed or purged.
 	DLQMaxAge time.Duration
+	// DLQMaxBytes bounds the dead-letter stream, which then refuses new
+	// dead letters (discard new) rather than dropping the oldest, which
+	// nobody has replayed yet: a refused dead letter is retried and, in
+	// the end, logged at Error and counted (see giveUp), where a dropped
+	// one would vanish without a trace. 0 means DefaultDLQMaxBytes, -1 no
+	// limit.
+	DLQMaxBytes int64
+	// Replicas is how many servers of a JetStream cluster keep each
+	// stream and key-value bucket (0 means 1). A stream or bucket on
+	// fewer is raised to it at start; one on more is left so (see
+	// provision.Stream).
+	Replicas int
+}
+
+// EventMaxAge is the event stream's MaxAge: MaxAge or DefaultMaxAge. The
+// index keeps its keys as long.
+func (o StreamOptions) EventMaxAge() time.Duration {
+	if o.MaxAge == 0 {
+		return DefaultMaxAge
+	}
+	return o.MaxAge
+}
+
+// dlqMaxBytes is the DLQ's byte limit as the server keeps it: -1 for none.
+func (o StreamOptions) dlqMaxBytes() int64 {
+	switch {
+	case o.DLQMaxBytes == 0:
+		return DefaultDLQMaxBytes
+	case o.DLQMaxBytes < 0:
+		return -1
+	}
+	return o.DLQMaxBytes
 }
 
 // EnsureStreams makes both streams exist with the contract's settings:
@@ -51,11 +91,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 }
 
 // StreamConfigs are the event stream and the dead-letter stream as the
-// contract has them.
+// contract has them. Their consumers are created without replicas of their
+// own, so that they have the stream's (see consumerConfig).
 func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
-	if o.MaxAge == 0 {
-		o.MaxAge = DefaultMaxAge
-	}
+	o.MaxAge = o.EventMaxAge()
 	return []jetstream.StreamConfig{{
 		Name:        Stream,
 		Description: "guestflow onboarding events",
@@ -64,6 +103,7 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.MaxAge,
 		Duplicates:  DuplicateWindow,
+		Replicas:    o.Replicas,
 	}, {
 		Name:        DLQStream,
 		Description: "guestflow dead letters, kept until replayed or purged",
@@ -71,6 +111,9 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      o.DLQMaxAge,
+		MaxBytes:    o.dlqMaxBytes(),
+		Discard:     jetstream.DiscardNew,
 		Duplicates:  DuplicateWindow,
+		Replicas:    o.Replicas,
 	}}
 }
