@@ -134,7 +134,10 @@ type Remote struct {
 
 func (r *Remote) Error() string {
 	s := fmt.Sprintf("%s: %s: HTTP %d", r.Service, r.Op, r.Status)
-	if r.Status == 0 {
+	switch {
+	case r.Kind == KindMalformed:
+		s = fmt.Sprintf("%s: %s: not sent", r.Service, r.Op)
+	case r.Status == 0:
 		s = fmt.Sprintf("%s: %s: no answer", r.Service, r.Op)
 	}
 	if r.Code != "" {

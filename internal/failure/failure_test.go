@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,8 @@ func TestRemoteErrorSaysWhatToFix(t *testing.T) {
 	}
 	if got := (&failure.Remote{Service: "dataverse", Op: "find role", Message: "dial tcp: refused"}).Error(); got != "dataverse: find role: no answer: dial tcp: refused" {
 		t.Errorf("no answer: %s", got)
+	}
+	if got := failure.Malformed("dataverse", "find role", "business unit id", errors.New(`"x" is not a GUID`)).Error(); !strings.HasPrefix(got, `dataverse: find role: not sent: business unit id "x" is not a GUID; `) {
+		t.Errorf("malformed: %s", got)
 	}
 }
