@@ -1,6 +1,9 @@
 package throttle
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // The adaptive pacer is additive-increase, multiplicative-decrease (AIMD)
 // over the shared GCRA: each scope's rate lives in its bucket key beside
@@ -24,8 +27,10 @@ import "time"
 //
 //   - no signal, or under 0.9: far from the limit. In slow start (from the
 //     first rate until the first signal or 429) the rate doubles; after it,
-//     it grows by FarStep. Either way the remembered 429 rate is forgotten:
-//     the budget has room again (a neighbour stopped).
+//     it grows by FarStep, up to just below the rate of the last 429 while
+//     that is remembered. It is forgotten when the rate reaches it with
+//     the window still far from full, QuietFor after the 429: the budget
+//     has room again (a neighbour stopped).
 //   - 0.9 or more: near, or full. Grow by NearStep back up to RecoverTo
 //     of the rate of the last 429, and hold there; with no 429
 //     remembered, grow by ProbeStep only, to find where the window ends.
@@ -67,7 +72,7 @@ const (
 	ProbeStep = 0.005
 	// RecoverTo is how close below the last 429's rate a full window
 	// still grows by NearStep.
-	RecoverTo = 0.97
+	RecoverTo = 0.98
 
 	Backoff       = 0.9
 	RepeatBackoff = 0.75
@@ -75,6 +80,9 @@ const (
 	// RepeatWithin is how recent a decrease makes the next one a repeat,
 	// in Intervals: 429s that come back within it were not cured.
 	RepeatWithin = 6
+	// QuietFor is how long after a 429, in Intervals, the rate it came at
+	// is remembered however low the percentage reads.
+	QuietFor = 10
 )
 
 // paceState is a scope's shared pacing state, the value of its key.
@@ -98,6 +106,12 @@ type paceState struct {
 	Since   int64   `json:"since,omitempty"`
 	Pct     float64 `json:"pct,omitempty"`
 	Limited bool    `json:"limited,omitempty"`
+	// Used is the units booked in the open interval.
+	Used float64 `json:"used,omitempty"`
+	// Fine says the scope's percentages have come in steps finer than
+	// 0.05: a window of more than 20 calls, which reads full only within
+	// a few percent of its limit.
+	Fine bool `json:"fine,omitempty"`
 }
 
 // start is when the next slot starts for a reservation at now.
@@ -141,6 +155,10 @@ func (c Controller) clamp(r float64) float64 {
 func (c Controller) observe(s *paceState, pct float64, limited bool) {
 	s.Pct = max(s.Pct, pct)
 	s.Limited = s.Limited || limited
+	if pct > 0 && !s.Fine {
+		hundredths := math.Round(pct * 100)
+		s.Fine = math.Mod(hundredths, 5) != 0
+	}
 }
 
 // tick closes the open interval when it is Interval old, moving the rate
@@ -151,7 +169,8 @@ func (c Controller) tick(s *paceState, now int64) bool {
 		return false
 	}
 	pct, limited := s.Pct, s.Limited
-	s.Since, s.Pct, s.Limited = now, 0, false
+	used := s.Used / (float64(now-s.Since) / float64(time.Second))
+	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0
 	if pct > 0 {
 		s.Steady = true // a signal ends slow start, whatever it says
 	}
@@ -172,17 +191,25 @@ func (c Controller) tick(s *paceState, now int64) bool {
 		if s.Rate < below {
 			s.Rate = min(s.Rate*(1+NearStep), below)
 		}
+	case pct >= FullAt && s.Fine:
+		// Full, to within a few percent: that is the limit.
 	case pct >= NearAt:
 		s.Rate *= 1 + ProbeStep
-	case s.Rate < below:
-		s.Rate = min(s.Rate*(1+FarStep), below)
+	case s.Rate < below || now-s.Hit < QuietFor*int64(c.Interval):
+		// Far, but the last 429 is recent: a window longer than the
+		// pause it asked for reads low because guestflow paused, not
+		// because the budget grew.
+		s.Rate = min(s.Rate*(1+FarStep), max(below, s.Rate))
 	default:
 		// Far from full at the rate of the last 429, or none: the
 		// budget has room it did not have (a neighbour stopped).
 		s.Rate *= 1 + FarStep
 		s.Max = 0
 	}
-	s.Rate = c.clamp(s.Rate)
+	// Never more than twice what was used: callers that waited in a
+	// burst do not make a rate that the average demand is far below,
+	// and which would not pace anything when the budget fills.
+	s.Rate = c.clamp(max(old, min(s.Rate, 2*used)))
 	s.rescale(now, old)
 	return s.Rate != old
 }
@@ -202,7 +229,7 @@ func (c Controller) signalled(s *paceState, pct float64, now int64) bool {
 	s.Rate = c.clamp(s.Rate / 2)
 	s.Dec = now
 	s.TAT = now
-	s.Since, s.Pct, s.Limited = now, 0, false
+	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0
 	return true
 }
 
@@ -234,6 +261,6 @@ func (c Controller) throttled(s *paceState, now, until int64) bool {
 	s.Dec, s.Hit = now, now
 	s.TAT = until
 	// The interval that saw the 429 must not also raise the rate.
-	s.Since, s.Pct, s.Limited = now, 0, false
+	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0
 	return true
 }

@@ -299,7 +299,8 @@ func (c simCase) rate() float64 {
 
 func TestSimTrace(t *testing.T) {
 	n, _ := strconv.Atoi(envOr("SIM_N", "50"))
-	c := simCase{workers: 3, callers: 16, write: simWindow{n: n, per: sec(1)}, tenant: simWindow{n: n, per: sec(1)},
+	per, _ := strconv.ParseFloat(envOr("SIM_PER", "1"), 64)
+	c := simCase{workers: 3, callers: 16, write: simWindow{n: n, per: sec(per)}, tenant: simWindow{n: n, per: sec(per)},
 		latency: 0.002, spikeP: 0.01, spike: 0.03, seed: 1, interval: DefaultInterval, maxWait: 2 * time.Second, trace: t}
 	c.calls = int(c.rate() * 60)
 	r := runSim(t, c)

@@ -496,6 +496,7 @@ func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duratio
 			pend := g.take(sl.s)
 			g.ctl[sl.s].observe(&sl.st, pend.pct, pend.limited || sl.start > now && sl.s == binding)
 			sl.st.TAT = sl.start + int64(sl.cost/sl.st.Rate*float64(time.Second))
+			sl.st.Used += sl.cost
 			err := g.save(ctx, sl.s, sl.st, sl.rev)
 			if err != nil {
 				g.restore(sl.s, pend)
@@ -529,6 +530,7 @@ func (g *Gate) finish(ctx context.Context, s Scope, cost float64, now, wait int6
 		g.ctl[s].init(&st, now)
 		start := st.start(now)
 		st.TAT = start + int64(cost/st.Rate*float64(time.Second))
+		st.Used += cost
 		err = g.save(ctx, s, st, rev)
 		if errors.Is(err, errConflict) {
 			continue

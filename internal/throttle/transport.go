@@ -76,8 +76,7 @@ func (g *Gate) observe(ctx context.Context, k Kind, route string, ru int, sig Si
 			_ = g.charge(ctx, ScopeResourceUnits, float64(sig.ResourceUnits-ru))
 		}
 	}
-	if sig.Percentage > 0 {
-		s := g.sig.attribute(k, sig.Percentage, g.now().UnixNano(), int64(g.o.Interval))
+	if s := g.sig.answered(k, sig.Percentage, g.now().UnixNano(), int64(g.o.Interval)); s != ScopeUnknown {
 		g.note(s, sig.Percentage, false)
 		_ = g.signalled(ctx, s, sig.Percentage)
 	}
@@ -118,37 +117,51 @@ func (g *Gate) cost(k Kind, u *url.URL) (string, int) {
 // calls show as much (the resource units when reads do, the writes when
 // other writes do), else to the call's most specific scope, so that a
 // full invitation budget does not hold the writes back, nor a full write
-// budget the reads.
+// budget the reads. An invitation's is the invitation budget's only when
+// other writes were answered lately with less: without them it cannot be
+// told from the writes', which every invitation spends too.
 type signals struct {
 	mu        sync.Mutex
 	since     int64
 	cur, prev [numKinds]float64
+	// seen counts the answers of each kind in the current and previous
+	// intervals, with a percentage or not.
+	seenCur, seenPrev [numKinds]int
 }
 
 // attributionSlack absorbs Graph's rounding to two decimals.
 const attributionSlack = 0.005
 
-func (s *signals) attribute(k Kind, pct float64, now, interval int64) Scope {
+// answered records an answer of kind k, with its percentage (0: none),
+// and returns the scope the percentage is attributed to.
+func (s *signals) answered(k Kind, pct float64, now, interval int64) Scope {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if now-s.since >= interval {
 		s.prev, s.cur, s.since = s.cur, [numKinds]float64{}, now
+		s.seenPrev, s.seenCur = s.seenCur, [numKinds]int{}
 	}
 	s.cur[k] = max(s.cur[k], pct)
-	seen := func(k Kind) float64 { return max(s.cur[k], s.prev[k]) }
+	s.seenCur[k]++
+	if pct <= 0 {
+		return ScopeUnknown
+	}
+	level := func(k Kind) (float64, bool) { return max(s.cur[k], s.prev[k]), s.seenCur[k]+s.seenPrev[k] > 0 }
+	read, _ := level(Read)
 	switch k {
 	case Read:
 		return ScopeResourceUnits
 	case Write:
-		if pct <= seen(Read)+attributionSlack {
+		if pct <= read+attributionSlack {
 			return ScopeResourceUnits
 		}
 		return ScopeWrites
 	case Invitation:
+		write, writes := level(Write)
 		switch {
-		case pct <= seen(Read)+attributionSlack:
+		case pct <= read+attributionSlack:
 			return ScopeResourceUnits
-		case pct <= seen(Write)+attributionSlack:
+		case !writes || pct <= write+attributionSlack:
 			return ScopeWrites
 		}
 		return ScopeInvitations
