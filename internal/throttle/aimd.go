@@ -25,12 +25,16 @@ import (
 // back by is not raised, or it would grow without bound while another
 // scope binds and burst when that one frees):
 //
-//   - no signal, or under 0.9: far from the limit. In slow start (from the
+//   - a signal under 0.9: approaching. Grow by NearStep (up to just below
+//     the rate of the last 429 while that is remembered).
+//   - no signal: far from the limit. In slow start (from the
 //     first rate until the first signal or 429) the rate doubles; after it,
 //     it grows by FarStep, up to just below the rate of the last 429 while
 //     that is remembered. It is forgotten when the rate reaches it with
-//     the window still far from full, QuietFor after the 429: the budget
-//     has room again (a neighbour stopped).
+//     no signal, QuietFor after the 429's pause ended: the budget has room
+//     again (a neighbour stopped). (Right after a pause, a window longer
+//     than the pause reads low because guestflow paused, not because the
+//     budget grew.)
 //   - 0.9 or more: near, or full. Grow by NearStep back up to RecoverTo
 //     of the rate of the last 429, and hold there; with no 429
 //     remembered, grow by ProbeStep only, to find where the window ends.
@@ -80,9 +84,9 @@ const (
 	// RepeatWithin is how recent a decrease makes the next one a repeat,
 	// in Intervals: 429s that come back within it were not cured.
 	RepeatWithin = 6
-	// QuietFor is how long after a 429, in Intervals, the rate it came at
-	// is remembered however low the percentage reads.
-	QuietFor = 10
+	// QuietFor is how long after a 429's pause, in Intervals, the rate
+	// it came at is remembered however low the percentage reads.
+	QuietFor = 2
 )
 
 // paceState is a scope's shared pacing state, the value of its key.
@@ -100,6 +104,8 @@ type paceState struct {
 	// Unix ns.
 	Dec int64 `json:"dec,omitempty"`
 	Hit int64 `json:"hit,omitempty"`
+	// Resume is when the last 429's pause ended.
+	Resume int64 `json:"resume,omitempty"`
 
 	// The open interval, from Since: the highest percentage reported in
 	// it, and whether a caller waited for a slot.
@@ -195,7 +201,13 @@ func (c Controller) tick(s *paceState, now int64) bool {
 		// Full, to within a few percent: that is the limit.
 	case pct >= NearAt:
 		s.Rate *= 1 + ProbeStep
-	case s.Rate < below || now-s.Hit < QuietFor*int64(c.Interval):
+	case pct > 0 && s.Rate < below:
+		s.Rate = min(s.Rate*(1+NearStep), below)
+	case pct > 0:
+		// Shown, under 0.9: close enough that a far step would
+		// overshoot before the window shows it.
+		s.Rate *= 1 + NearStep
+	case s.Rate < below || now-s.Resume < QuietFor*int64(c.Interval):
 		// Far, but the last 429 is recent: a window longer than the
 		// pause it asked for reads low because guestflow paused, not
 		// because the budget grew.
@@ -246,6 +258,7 @@ func (c Controller) signalled(s *paceState, pct float64, now int64) bool {
 func (c Controller) throttled(s *paceState, now, until int64) bool {
 	s.TAT = max(s.TAT, until)
 	if c.Static || now-s.Dec < int64(c.Interval) {
+		s.Resume = max(s.Resume, until)
 		return false // the same overload, seen again
 	}
 	f := Backoff
@@ -258,7 +271,7 @@ func (c Controller) throttled(s *paceState, now, until int64) bool {
 	s.Max = s.Rate
 	s.Rate = c.clamp(s.Rate * f)
 	s.Steady = true
-	s.Dec, s.Hit = now, now
+	s.Dec, s.Hit, s.Resume = now, now, until
 	s.TAT = until
 	// The interval that saw the 429 must not also raise the rate.
 	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0

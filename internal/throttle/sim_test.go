@@ -314,6 +314,38 @@ func envOr(k, d string) string {
 	return d
 }
 
+// rateAt is the successes per second over the second before at.
+func (r simResult) rateAt(at float64) float64 {
+	n := 0
+	for _, t := range r.okAt {
+		if t > at-1 && t <= at {
+			n++
+		}
+	}
+	return float64(n)
+}
+
+func TestSimNeighbour(t *testing.T) {
+	c := simCase{workers: 3, callers: 16, write: simWindow{n: 50, per: sec(1)}, tenant: simWindow{n: 50, per: sec(1)},
+		neighbour: 15, nFrom: 20, nUntil: 40,
+		latency: 0.002, spikeP: 0.01, spike: 0.03, seed: 1, interval: DefaultInterval, maxWait: 2 * time.Second}
+	if os.Getenv("SIM_TRACE") != "" {
+		c.trace = t
+	}
+	c.calls = 50 * 60
+	r := runSim(t, c)
+	before := r.rateAt(19)
+	rec := -1.0
+	for at := 40.0; at < r.makespan; at += 0.1 {
+		if r.rateAt(at) >= 0.9*before {
+			rec = at - 40
+			break
+		}
+	}
+	t.Logf("makespan %.2f, %d 429s (%.2f%%), rate before %.0f/s, during %.0f/s, recovered to 90%% %.1fs after the neighbour stopped",
+		r.makespan, r.throttled, 100*float64(r.throttled)/float64(r.ok+r.throttled), before, r.rateAt(35), rec)
+}
+
 func TestSimConverges(t *testing.T) {
 	for _, n := range []int{10, 50, 200} {
 		c := simCase{workers: 3, callers: 16, write: simWindow{n: n, per: sec(1)}, tenant: simWindow{n: n, per: sec(1)},
