@@ -207,7 +207,7 @@ func (c Controller) tick(s *paceState, now int64) bool {
 		// Shown, under 0.9: close enough that a far step would
 		// overshoot before the window shows it.
 		s.Rate *= 1 + NearStep
-	case s.Rate < below || now-s.Resume < QuietFor*int64(c.Interval):
+	case s.Rate < below || s.Resume > 0 && now-s.Resume < QuietFor*int64(c.Interval):
 		// Far, but the last 429 is recent: a window longer than the
 		// pause it asked for reads low because guestflow paused, not
 		// because the budget grew.
