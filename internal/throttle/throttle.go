@@ -139,7 +139,7 @@ type pending struct {
 func BucketConfig() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      Bucket,
-		Description: "guestflow: the tenant's shared Graph budgets",
+		Description: "guestflow: the tenant's shared Graph write budget",
 		History:     1,
 		// File storage, although the state is worth little after a broker
 		// restart: a memory bucket would not exist after one at all, and
