@@ -108,10 +108,14 @@ type Result struct {
 	// Scopes are the emulator's limited scopes, by its name for them.
 	Scopes map[string]ScopeResult `json:"scopes,omitempty"`
 	// NeighbourWrites are the tenant writes the neighbour made;
-	// RecoveryS is how long after it stopped guestflow's writes over the
-	// trailing second came back to 90 % of their rate over the 5 seconds
-	// before it started (-1: they did not before the run ended).
+	// NeighbourBound says whether, with them, the tenant's writes over a
+	// second ever reached 90 % of its budget while it ran (if not, the
+	// neighbour took nothing guestflow wanted). RecoveryS is how long
+	// after it stopped guestflow's writes over the trailing second came
+	// back to 90 % of their rate over the 5 seconds before it started
+	// (-1: they did not before the run ended; 0 when it was not bound).
 	NeighbourWrites int      `json:"neighbour_writes,omitempty"`
+	NeighbourBound  bool     `json:"neighbour_bound,omitempty"`
 	RecoveryS       *float64 `json:"recovery_s,omitempty"`
 }
 
@@ -330,7 +334,11 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	}
 	if o.neighbour() != nil {
 		r.NeighbourWrites = st.NeighbourWrites
-		rec := recovery(series, o.NeighbourFrom, o.NeighbourUntil, last.Sub(t0))
+		r.NeighbourBound = bound(series, o.NeighbourFrom, o.NeighbourUntil, perSecond(o.TenantWriteLimit))
+		rec := 0.0
+		if r.NeighbourBound {
+			rec = recovery(series, o.NeighbourFrom, o.NeighbourUntil, last.Sub(t0))
+		}
 		r.RecoveryS = &rec
 	}
 	return round(r), nil
@@ -361,7 +369,7 @@ func floors(st graphsim.Stats) (map[string]ScopeResult, float64, string) {
 		if spent > l.N {
 			r.FloorS = math.Round(float64(spent)/perSecond(l)*1000) / 1000
 		}
-		if r.FloorS > floor {
+		if r.FloorS > 0 && r.FloorS >= floor { // a tie goes to write, the app's own, over tenantWrite
 			floor, binding = r.FloorS, k
 		}
 		out[k] = r
@@ -463,6 +471,29 @@ func traceLine(ctx context.Context, w io.Writer, kv jetstream.KeyValue, at time.
 		fmt.Fprintf(&b, " neighbour+%d", d)
 	}
 	fmt.Fprintln(w, b.String())
+}
+
+// bound reports whether guestflow's and the neighbour's writes over a
+// trailing second reached 90 % of the tenant's budget (per second) between
+// from and until.
+func bound(pts []point, from, until time.Duration, budget float64) bool {
+	j := 0
+	for _, p := range pts {
+		if p.at < from+time.Second || p.at > until {
+			continue
+		}
+		for j < len(pts) && pts[j].at < p.at-time.Second {
+			j++
+		}
+		if j == 0 {
+			continue
+		}
+		q := pts[j-1] // the last sample at or before a second ago
+		if float64(p.writes+p.neighbor-q.writes-q.neighbor) >= 0.9*budget*(p.at-q.at).Seconds() {
+			return true
+		}
+	}
+	return false
 }
 
 // recovery is how long after until guestflow's writes over the trailing
