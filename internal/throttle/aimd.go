@@ -23,24 +23,31 @@ import (
 // controller looks at the highest percentage anyone saw in it and whether
 // callers waited for slots (demand reached the rate: a rate nobody is held
 // back by is not raised, or it would grow without bound while another
-// scope binds and burst when that one frees):
+// scope binds and burst when that one frees). It never raises the rate
+// past twice what was booked in the interval, so that callers queued in a
+// burst do not make a rate the average demand is far below.
 //
-//   - a signal under 0.9: approaching. Grow by NearStep (up to just below
-//     the rate of the last 429 while that is remembered).
-//   - no signal: far from the limit. In slow start (from the
-//     first rate until the first signal or 429) the rate doubles; after it,
-//     it grows by FarStep, up to just below the rate of the last 429 while
-//     that is remembered. It is forgotten when the rate reaches it with
-//     no signal, QuietFor after the 429's pause ended: the budget has room
-//     again (a neighbour stopped). (Right after a pause, a window longer
-//     than the pause reads low because guestflow paused, not because the
-//     budget grew.)
-//   - 0.9 or more: near, or full. Grow by NearStep back up to RecoverTo
-//     of the rate of the last 429, and hold there; with no 429
-//     remembered, grow by ProbeStep only, to find where the window ends.
+//   - slow start (from the first rate until the first signal or 429): the
+//     rate doubles. A signal of 0.9 or more ends it at once, without
+//     waiting for the interval to close: the rate goes back to half, and
+//     the slots booked at the old one are given up.
+//   - no signal: far from the limit. The rate grows by FarStep, up to just
+//     below the rate of the last 429 while that is remembered. It is
+//     forgotten when the rate reaches it with no signal, QuietFor after
+//     the 429's pause ended: the budget has room again (a neighbour
+//     stopped). (Right after a pause, a window longer than the pause reads
+//     low because guestflow paused, not because the budget grew.)
+//   - a signal under 0.9: approaching. Grow by NearStep (again up to just
+//     below the last 429's rate while that is remembered).
+//   - 0.9 or more: near, or full. Grow by NearStep back up to RecoverTo of
+//     the last 429's rate, and hold there. With no 429 remembered, grow by
+//     ProbeStep only, to find where the window ends, and hold where it
+//     reads full if its percentages come in steps finer than 0.05 (a
+//     window of more than 20 calls reads full only within a few percent of
+//     its limit; a window of 10 reads full anywhere above 90 %).
 //   - a 429, at once and at most once per Interval: multiply the rate by
 //     Backoff (SlowBackoff in slow start, where the overshoot may be
-//     twofold; RepeatBackoff when the last decrease was recent, as when a
+//     twofold; RepeatBackoff when the last 429 was recent, as when a
 //     neighbour takes a share of the budget), remember the rate it came at,
 //     and pause the scope for everyone for its Retry-After.
 //
@@ -49,6 +56,12 @@ import (
 // rounds the percentage to two decimals and a window of 10 calls reads 1.0
 // anywhere between 90 % and 100 % of its rate, so backing off on 1.0 would
 // settle at 90 %.
+//
+// What it does not do well: a window much longer than the Interval (the
+// invitation manager's 5 s, Microsoft's 150 s for writes) shows a change
+// of rate only as it fills, so the rate is found from above, by a 429 a
+// window, and converges slowly; the window's own capacity keeps the
+// throughput at its limit meanwhile.
 
 // Controller is the AIMD policy of one scope. It is pure: it changes a
 // pacing state as the clock and the observations say, so it is tested on
