@@ -33,26 +33,31 @@ import (
 //     the slots booked at the old one are given up.
 //   - no signal: far from the limit. The rate grows by FarStep, up to just
 //     below the rate of the last 429 while that is remembered. It is
-//     forgotten when the rate reaches it with no signal, QuietFor after
-//     the 429's pause ended: the budget has room again (a neighbour
-//     stopped). (Right after a pause, a window longer than the pause reads
-//     low because guestflow paused, not because the budget grew.)
+//     forgotten when the rate reaches it with no signal: the budget has
+//     room again (a neighbour stopped). But after a 429's pause, the rate
+//     does not grow past where it is until a signal has come again (or
+//     RefillFor has passed): the pause emptied the window, which reads low
+//     because guestflow paused, not because the budget grew, until it has
+//     filled again.
 //   - a signal under 0.9: approaching. Grow by NearStep (again up to just
 //     below the last 429's rate while that is remembered).
-//   - 0.9 or more: near, or full. Grow by NearStep back up to RecoverTo of
-//     the last 429's rate, and hold there. With no 429 remembered, grow by
-//     ProbeStep only, to find where the window ends, and hold where it
-//     reads full if its percentages come in steps finer than 0.05 (a
-//     window of more than 20 calls reads full only within a few percent of
-//     its limit; a window of 10 reads full anywhere above 90 %).
+//   - full, in a window whose percentages come in steps finer than 0.05:
+//     at the limit, to within a step (a window of more than 20 calls reads
+//     full only within a few percent of its limit). Come down by
+//     ProbeStep, to keep off the edge where a call that arrives late is a
+//     429: the one decrease a signal alone makes.
+//   - 0.9 or more otherwise: near, or full in a coarse window (a window of
+//     10 reads full anywhere above 90 %). Grow by NearStep back up to
+//     RecoverTo of the last 429's rate, and hold there. With no 429
+//     remembered, grow by ProbeStep only, to find where the window ends.
 //   - a 429, at once and at most once per Interval: multiply the rate by
 //     Backoff (SlowBackoff in slow start, where the overshoot may be
 //     twofold; RepeatBackoff when the last 429 was recent, as when a
 //     neighbour takes a share of the budget), remember the rate it came at,
 //     and pause the scope for everyone for its Retry-After.
 //
-// The decrease is multiplicative so that the tenant's clients converge on
-// fair shares, and it happens on 429s only, not on a full window: Graph
+// The decreases are multiplicative so that the tenant's clients converge
+// on fair shares. A full coarse window does not decrease the rate: Graph
 // rounds the percentage to two decimals and a window of 10 calls reads 1.0
 // anywhere between 90 % and 100 % of its rate, so backing off on 1.0 would
 // settle at 90 %.
@@ -97,9 +102,10 @@ const (
 	// RepeatWithin is how recent a decrease makes the next one a repeat,
 	// in Intervals: 429s that come back within it were not cured.
 	RepeatWithin = 6
-	// QuietFor is how long after a 429's pause, in Intervals, the rate
-	// it came at is remembered however low the percentage reads.
-	QuietFor = 2
+	// RefillFor is how long after a 429's pause, in Intervals, the rate
+	// waits for a signal before it grows far from the limit again: the
+	// window the pause emptied has to fill before it says anything.
+	RefillFor = 10
 )
 
 // paceState is a scope's shared pacing state, the value of its key.
@@ -117,8 +123,10 @@ type paceState struct {
 	// Unix ns.
 	Dec int64 `json:"dec,omitempty"`
 	Hit int64 `json:"hit,omitempty"`
-	// Resume is when the last 429's pause ended.
+	// Resume is when the last 429's pause ended; Refill says no signal
+	// has been seen since (see tick).
 	Resume int64 `json:"resume,omitempty"`
+	Refill bool  `json:"refill,omitempty"`
 
 	// The open interval, from Since: the highest percentage reported in
 	// it, and whether a caller waited for a slot.
@@ -189,11 +197,17 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	}
 	pct, limited := s.Pct, s.Limited
 	used := s.Used / (float64(now-s.Since) / float64(time.Second))
+	// A signal clears Refill only from an interval that began after the
+	// pause: the calls answered just before it said full.
+	refilled := pct > 0 && s.Since >= s.Resume
 	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0
 	if pct > 0 {
 		s.Steady = true // a signal ends slow start, whatever it says
 	}
-	if !limited || now-s.Dec < int64(c.Interval) {
+	if refilled || now-s.Resume >= RefillFor*int64(c.Interval) {
+		s.Refill = false
+	}
+	if (!limited || now-s.Dec < int64(c.Interval)) && !(pct >= FullAt && s.Fine) {
 		return false
 	}
 	old := s.Rate
@@ -204,14 +218,20 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	switch {
 	case !s.Steady:
 		s.Rate *= 2
+	case pct >= FullAt && s.Fine:
+		// Full, in steps of 2 % or less: at the limit, within a step.
+		// Back off by a little, to keep off the edge where a late call
+		// is a 429 and a Retry-After.
+		// (Not a decrease that holds off a 429's: Dec stays.)
+		s.Rate *= 1 - ProbeStep
+		s.rescale(now, old)
+		return true
 	case pct >= NearAt && below > 0:
 		// Near or full: back up to just below the last 429's rate,
 		// and no further.
 		if s.Rate < below {
 			s.Rate = min(s.Rate*(1+NearStep), below)
 		}
-	case pct >= FullAt && s.Fine:
-		// Full, to within a few percent: that is the limit.
 	case pct >= NearAt:
 		s.Rate *= 1 + ProbeStep
 	case pct > 0 && s.Rate < below:
@@ -220,10 +240,10 @@ func (c Controller) tick(s *paceState, now int64) bool {
 		// Shown, under 0.9: close enough that a far step would
 		// overshoot before the window shows it.
 		s.Rate *= 1 + NearStep
-	case s.Rate < below || s.Resume > 0 && now-s.Resume < QuietFor*int64(c.Interval):
-		// Far, but the last 429 is recent: a window longer than the
-		// pause it asked for reads low because guestflow paused, not
-		// because the budget grew.
+	case s.Rate < below || s.Refill:
+		// Below the last 429's rate, or no signal yet since its pause:
+		// a window reads low after a pause because guestflow paused,
+		// not because the budget grew, until it has filled again.
 		s.Rate = min(s.Rate*(1+FarStep), max(below, s.Rate))
 	default:
 		// Far from full at the rate of the last 429, or none: the
@@ -262,7 +282,10 @@ func (c Controller) signalled(s *paceState, pct float64, now int64) bool {
 // until: a multiplicative decrease, at most one per Interval, and the
 // slots booked at the old rate given up: the next starts when the pause
 // ends (the callers holding them take new ones after it:
-// Gate.acquire). It reports whether the rate changed.
+// Gate.acquire). It reports whether the rate changed. At most one 429 per
+// Interval decreases the rate, and none within an Interval of the end of
+// slow start: the others are the same overload, seen by calls already in
+// flight.
 //
 // The pause is not caught up afterwards with a burst, although Graph
 // rounds Retry-After up to whole seconds: a window no longer than the
@@ -270,8 +293,8 @@ func (c Controller) signalled(s *paceState, pct float64, now int64) bool {
 // followed by the rate overruns it.
 func (c Controller) throttled(s *paceState, now, until int64) bool {
 	s.TAT = max(s.TAT, until)
+	s.Resume, s.Refill = max(s.Resume, until), true
 	if c.Static || now-s.Dec < int64(c.Interval) {
-		s.Resume = max(s.Resume, until)
 		return false // the same overload, seen again
 	}
 	f := Backoff
@@ -284,7 +307,7 @@ func (c Controller) throttled(s *paceState, now, until int64) bool {
 	s.Max = s.Rate
 	s.Rate = c.clamp(s.Rate * f)
 	s.Steady = true
-	s.Dec, s.Hit, s.Resume = now, now, until
+	s.Dec, s.Hit = now, now
 	s.TAT = until
 	// The interval that saw the 429 must not also raise the rate.
 	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0

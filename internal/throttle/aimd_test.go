@@ -137,7 +137,7 @@ func TestClimbsBackBelowTheLast429AndHolds(t *testing.T) {
 	below := RecoverTo * 50
 	// Right after the pause the window reads low (guestflow paused), yet
 	// the rate climbs only back to just below 50.
-	for i := 0; i < 2+QuietFor-1; i++ {
+	for i := 0; i < 5; i++ {
 		step(c, s, 0, true, s.Rate*0.5)
 		if s.Rate > below+1e-9 {
 			t.Fatalf("interval %d after the 429: rate %v past %v", i+1, s.Rate, below)
@@ -150,15 +150,38 @@ func TestClimbsBackBelowTheLast429AndHolds(t *testing.T) {
 	if !near(s.Rate, below) {
 		t.Fatalf("after 20 full intervals: rate %v, want %v", s.Rate, below)
 	}
-	// No signal long after the pause, at the remembered rate: the budget
-	// grew, the memory goes.
+	// No signal, with the window refilled since the pause (it said
+	// full), at the remembered rate: the budget grew, the memory goes.
 	step(c, s, 0, true, s.Rate*0.5)
 	if s.Max != 0 || s.Rate <= 50 {
 		t.Errorf("far from full long after the 429: rate %v, max %v; want past 50 and forgotten", s.Rate, s.Max)
 	}
 }
 
-func TestFullWindowHoldsWhenThePercentageIsFine(t *testing.T) {
+// TestNoGrowthUntilTheWindowRefills: after a 429's pause the window reads
+// low because guestflow paused; the rate holds until a signal says the
+// window is filling, or RefillFor has passed.
+func TestNoGrowthUntilTheWindowRefills(t *testing.T) {
+	c := ctl()
+	s := fresh(c)
+	s.Steady, s.Rate = true, 18
+	now := s.Since + iv/2
+	s.Dec = now // the 429 came with the end of slow start: no decrease, but a pause
+	c.throttled(s, now, now+int64(time.Second))
+	for i := 0; i < RefillFor-1; i++ {
+		step(c, s, 0, true, s.Rate*0.5)
+		if s.Rate != 18 {
+			t.Fatalf("interval %d after the pause, no signal yet: rate %v, want 18 held", i+1, s.Rate)
+		}
+	}
+	step(c, s, 0.85, true, s.Rate*0.5) // the window fills again
+	step(c, s, 0, true, s.Rate*0.5)
+	if s.Rate <= 18 {
+		t.Errorf("far from full after the window refilled: rate %v, want it growing", s.Rate)
+	}
+}
+
+func TestFullWindowComesDownWhenThePercentageIsFine(t *testing.T) {
 	c := ctl()
 	coarse := fresh(c)
 	coarse.Steady, coarse.Rate = true, 9.5
@@ -174,8 +197,13 @@ func TestFullWindowHoldsWhenThePercentageIsFine(t *testing.T) {
 	if !near(coarse.Rate, 9.5*(1+ProbeStep)) {
 		t.Errorf("coarse full window: rate %v, want a probe to %v (full says little in steps of 0.1)", coarse.Rate, 9.5*(1+ProbeStep))
 	}
-	if fine.Rate != 49 {
-		t.Errorf("fine full window: rate %v, want it held at 49", fine.Rate)
+	if !near(fine.Rate, 49*(1-ProbeStep)) {
+		t.Errorf("fine full window: rate %v, want it down to %v (full in steps of 0.02 is the edge)", fine.Rate, 49*(1-ProbeStep))
+	}
+	// A 429 just after still decreases the rate.
+	now := fine.Since + iv/2
+	if !c.throttled(fine, now, now+int64(time.Second)) {
+		t.Error("a 429 right after a fine full window's decrease did not decrease the rate")
 	}
 }
 

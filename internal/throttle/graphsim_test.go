@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,12 +20,12 @@ import (
 
 // TestPacerFindsTheEmulatorsBudget: three workers, each with its own gate
 // over one broker, write to the emulator as fast as the pacer lets them,
-// told nothing of its budget of 20 writes a second. Within seconds the
-// shared rate settles near the budget and the writes go at it, with few
-// 429s. (The benchmark holds the real targets; the bounds here are loose,
+// told nothing of its budget of 40 writes a second (more than twice the
+// rate the pacer starts from). Within seconds the shared rate settles
+// near the budget and the writes go at it, with few 429s. (The benchmark holds the real targets; the bounds here are loose,
 // as the machine may be busy.)
 func TestPacerFindsTheEmulatorsBudget(t *testing.T) {
-	const budget = 20
+	const budget = 40
 	sim, err := graphsim.New(graphsim.Options{WriteLimit: graphsim.Limit{N: budget, Per: time.Second}})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +70,15 @@ func TestPacerFindsTheEmulatorsBudget(t *testing.T) {
 					t.Errorf("PATCH: %s", resp.Status)
 				}
 				resp.Body.Close()
+			}
+		}()
+	}
+	if os.Getenv("PACER_TRACE") != "" {
+		go func() {
+			for ctx.Err() == nil {
+				time.Sleep(100 * time.Millisecond)
+				st, _ := gs[0].State(context.Background(), throttle.ScopeWrites)
+				t.Logf("trace %s ok %d 429s %d", st, ok.Load(), throttled.Load())
 			}
 		}()
 	}

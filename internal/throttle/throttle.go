@@ -133,6 +133,7 @@ type Gate struct {
 type pending struct {
 	pct     float64
 	limited bool
+	at      int64 // when pct was seen, Unix ns
 }
 
 // BucketConfig is the bucket's configuration.
@@ -494,7 +495,11 @@ func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duratio
 		for i := range slots {
 			sl := &slots[i]
 			pend := g.take(sl.s)
-			g.ctl[sl.s].observe(&sl.st, pend.pct, pend.limited || sl.start > now && sl.s == binding)
+			pct := pend.pct
+			if pend.at < sl.st.Resume {
+				pct = 0 // seen before the last pause ended: stale
+			}
+			g.ctl[sl.s].observe(&sl.st, pct, pend.limited || sl.start > now && sl.s == binding)
 			sl.st.TAT = sl.start + int64(sl.cost/sl.st.Rate*float64(time.Second))
 			sl.st.Used += sl.cost
 			err := g.save(ctx, sl.s, sl.st, sl.rev)
@@ -553,7 +558,9 @@ func (g *Gate) note(s Scope, pct float64, limited bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	p := &g.pending[s]
-	p.pct = max(p.pct, pct)
+	if pct > 0 {
+		p.pct, p.at = max(p.pct, pct), max(p.at, g.now().UnixNano())
+	}
 	p.limited = p.limited || limited
 }
 
@@ -568,7 +575,11 @@ func (g *Gate) take(s Scope) pending {
 }
 
 func (g *Gate) restore(s Scope, p pending) {
-	g.note(s, p.pct, p.limited)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	q := &g.pending[s]
+	q.pct, q.at = max(q.pct, p.pct), max(q.at, p.at)
+	q.limited = q.limited || p.limited
 }
 
 // throttled applies a 429 on scope s: every worker pauses s for d, and the
@@ -695,4 +706,11 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(rand.Int64N(int64(d)/10 + 1))
+}
+
+// State is scope s's shared pacing state as text, for tracing.
+func (g *Gate) State(ctx context.Context, s Scope) (string, error) {
+	st, _, err := g.load(ctx, s)
+	return fmt.Sprintf("rate %.1f steady %v max %.1f pct %.2f paused %s refill %v", st.Rate, st.Steady, st.Max, st.Pct,
+		g.pausedFor(scopeInfos[s].pause).Round(time.Millisecond), st.Refill), err
 }
