@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,8 +19,6 @@ type store interface {
 	// put sets key to v if it is still at revision rev (0: absent), or
 	// returns errConflict.
 	put(ctx context.Context, key string, v []byte, rev uint64) error
-	// del removes key if it is still at revision rev.
-	del(ctx context.Context, key string, rev uint64) error
 }
 
 // errConflict means another worker changed the key first.
@@ -27,7 +26,16 @@ var errConflict = errors.New("throttle: concurrent update")
 
 type kvStore struct{ kv jetstream.KeyValue }
 
+// opTimeout bounds one read or write of the bucket, whatever the caller's
+// deadline: a reply lost with a server (the bucket's leader killed while
+// its replicas elect another) is never sent again, and the call would
+// otherwise hold the step until its own deadline, minutes away. It is
+// nats.go's timeout for a call without a deadline.
+const opTimeout = 5 * time.Second
+
 func (s kvStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
@@ -39,6 +47,8 @@ func (s kvStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
 }
 
 func (s kvStore) put(ctx context.Context, key string, v []byte, rev uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	var err error
 	if rev == 0 {
 		_, err = s.kv.Create(ctx, key, v)
@@ -46,10 +56,6 @@ func (s kvStore) put(ctx context.Context, key string, v []byte, rev uint64) erro
 		_, err = s.kv.Update(ctx, key, v, rev)
 	}
 	return kvErr(err)
-}
-
-func (s kvStore) del(ctx context.Context, key string, rev uint64) error {
-	return kvErr(s.kv.Delete(ctx, key, jetstream.LastRevision(rev)))
 }
 
 func kvErr(err error) error {
@@ -96,16 +102,6 @@ func (m *memStore) put(_ context.Context, key string, v []byte, rev uint64) erro
 	}
 	m.rev++
 	m.vals[key] = memEntry{v: append([]byte(nil), v...), rev: m.rev}
-	return nil
-}
-
-func (m *memStore) del(_ context.Context, key string, rev uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.vals[key].rev != rev {
-		return errConflict
-	}
-	delete(m.vals, key)
 	return nil
 }
 

@@ -91,6 +91,9 @@ type Options struct {
 	// Interval is how often each scope's rate may move, tenant-wide.
 	// Default DefaultInterval.
 	Interval time.Duration
+	// Replicas is how many servers of a JetStream cluster keep the
+	// bucket (0 means 1); see provision.KeyValue.
+	Replicas int
 }
 
 // DefaultInterval is how often the adaptive pacer moves a rate: short, so
@@ -152,7 +155,9 @@ func BucketConfig() jetstream.KeyValueConfig {
 // Open opens the bucket, creating it when it is absent (provision.KeyValue),
 // and starts following pauses until ctx ends.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error) {
-	kv, _, err := provision.KeyValue(ctx, js, BucketConfig())
+	cfg := BucketConfig()
+	cfg.Replicas = o.Replicas
+	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
