@@ -406,7 +406,7 @@ func stepWork(short func() context.Context, e *natsEnv, t *testing.T, step strin
 		return fmt.Errorf("filing an index key: %w", err)
 	}
 	budget := kvs["GUESTFLOW_THROTTLE"]
-	w, err := budget.WatchFiltered(short(), []string{"graph.pause", "dataverse.*.pause"})
+	w, err := budget.WatchFiltered(short(), []string{"graph.pause", "graph.pause.*", "dataverse.*.pause", "graph.mail.slots"})
 	if err != nil {
 		return fmt.Errorf("watching the pauses: %w", err)
 	}
@@ -418,13 +418,14 @@ func stepWork(short func() context.Context, e *natsEnv, t *testing.T, step strin
 		if _, err := budget.Get(short(), "dataverse.contoso.pause"); err != nil {
 			return fmt.Errorf("reading the pause: %w", err)
 		}
-	} else if step != "notify" {
-		if _, err := budget.Put(short(), "graph.writes."+step, []byte("1")); err != nil {
-			return fmt.Errorf("taking Graph budget: %w", err)
-		}
-		if _, err := budget.Get(short(), "graph.writes."+step); err != nil {
-			return fmt.Errorf("reading Graph budget: %w", err)
-		}
+	}
+	// Every step calls Graph: reads spend resource units, notify's mail
+	// a budget of its own.
+	if _, err := budget.Put(short(), "graph.pace."+step, []byte("{}")); err != nil {
+		return fmt.Errorf("taking Graph budget: %w", err)
+	}
+	if _, err := budget.Get(short(), "graph.pace."+step); err != nil {
+		return fmt.Errorf("reading Graph budget: %w", err)
 	}
 	if _, err := js.Publish(short(), stepIO[step][1], []byte("{}")); err != nil {
 		return fmt.Errorf("emitting the next event: %w", err)

@@ -33,6 +33,7 @@ type workerFlags struct {
 	backoffMax   time.Duration
 	writeRate    float64
 	inviteRate   float64
+	pacer        string
 	coordinate   bool
 	sdkRetry     bool
 	// ops is the ops server of the process (registered by each command,
@@ -62,10 +63,12 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.backoffMin, "backoff-initial", worker.DefaultBackoffInitial,
 		"delay before the first retry when the service gave no Retry-After; doubled per failed attempt, with ±50% jitter")
 	cmd.Flags().DurationVar(&f.backoffMax, "backoff-max", worker.DefaultBackoffMax, "longest delay between retries without Retry-After")
-	cmd.Flags().Float64Var(&f.writeRate, "write-rate", throttle.DefaultWriteRate,
-		"Graph identity writes per second for the whole tenant, shared by every worker through NATS (Microsoft allows 3000 per 150s per app); 0: not paced")
-	cmd.Flags().Float64Var(&f.inviteRate, "invite-rate", throttle.DefaultInviteRate,
-		"invitations per second for the whole tenant (Microsoft allows 150 per 5s); 0: not paced")
+	cmd.Flags().Float64Var(&f.writeRate, "write-rate", 0,
+		"most Graph identity writes per second for the whole tenant; the shared pacer finds the rate below it from Graph's answers (0: no ceiling). With --pacer static, the rate itself (0: not paced)")
+	cmd.Flags().Float64Var(&f.inviteRate, "invite-rate", 0,
+		"most invitations per second for the whole tenant, as --write-rate (0: no ceiling; with --pacer static, 0: not paced)")
+	cmd.Flags().StringVar(&f.pacer, "pacer", "adaptive",
+		"adaptive: find each Graph budget's rate from Graph's throttling headers; static: pace writes and invitations at exactly --write-rate and --invite-rate, as guestflow once did")
 	cmd.Flags().BoolVar(&f.coordinate, "coordinate", true,
 		"share the Graph budget and 429 pauses with the other workers through NATS; false leaves each worker on its own")
 	cmd.Flags().BoolVar(&f.sdkRetry, "sdk-retry", false, "let msgraph-sdk-go retry by itself as well (for comparisons only: retries multiply)")
@@ -105,7 +108,9 @@ func (f *workerFlags) check() error {
 	case f.syncDeadline <= 0 || f.throttleWait <= 0:
 		return fmt.Errorf("--sync-deadline (%s) and --throttle-deadline (%s) must be more than 0", f.syncDeadline, f.throttleWait)
 	case f.writeRate < 0 || f.inviteRate < 0:
-		return fmt.Errorf("--write-rate (%g) and --invite-rate (%g) must be 0 (not paced) or more", f.writeRate, f.inviteRate)
+		return fmt.Errorf("--write-rate (%g) and --invite-rate (%g) must be 0 (no ceiling) or more", f.writeRate, f.inviteRate)
+	case f.pacer != "adaptive" && f.pacer != "static":
+		return fmt.Errorf("--pacer %q: want adaptive or static", f.pacer)
 	}
 	return nil
 }
@@ -114,7 +119,7 @@ func (f *workerFlags) check() error {
 func (f *workerFlags) stepOptions() app.StepOptions {
 	so := app.StepOptions{SyncDeadline: f.syncDeadline, SDKRetry: f.sdkRetry}
 	if f.coordinate {
-		so.Throttle = &throttle.Options{WriteRate: f.writeRate, InviteRate: f.inviteRate}
+		so.Throttle = &throttle.Options{WriteRate: f.writeRate, InviteRate: f.inviteRate, Static: f.pacer == "static"}
 	}
 	return so
 }

@@ -23,6 +23,7 @@ func TestWorkerRejectsSettingsThatCannotWork(t *testing.T) {
 		{[]string{"--backoff-initial", "10s", "--backoff-max", "1s"}, "at most --backoff-max"},
 		{[]string{"--backoff-initial", "0s"}, "--backoff-initial (0s) must be more than 0"},
 		{[]string{"--write-rate", "-1"}, "--write-rate (-1)"},
+		{[]string{"--pacer", "fixed"}, `--pacer "fixed": want adaptive or static`},
 		{[]string{"--sync-deadline", "0s"}, "--sync-deadline (0s)"},
 	} {
 		for _, cmd := range [][]string{{"worker", "all"}, {"dev"}} {

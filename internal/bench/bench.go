@@ -1,12 +1,18 @@
-// Package bench measures guestflow under Graph's write budget: N onboardings
-// published at once against the emulator with a scaled budget, worked off by
+// Package bench measures guestflow under Graph's budgets: N onboardings
+// published at once against the emulator with scaled budgets, worked off by
 // worker processes that share nothing but NATS and the emulator. It runs the
-// same load twice — guestflow as shipped, and a baseline with msgraph-sdk-go's
-// own retry and no coordination — so the numbers can be compared.
+// same load in several modes — guestflow as shipped (the adaptive pacer,
+// told nothing of the budgets), the static pacer guestflow had before
+// (told the write and invitation budgets), and a baseline with
+// msgraph-sdk-go's own retry and no coordination — so the numbers can be
+// compared. Matrix runs that over budgets, with and without a neighbour
+// app taking part of the tenant's write budget mid-run.
 package bench
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +34,7 @@ import (
 	"github.com/guestflow/guestflow/internal/broker"
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/graphsim"
+	"github.com/guestflow/guestflow/internal/throttle"
 	"github.com/guestflow/guestflow/internal/worker"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -39,11 +46,18 @@ type Options struct {
 	// Replicas is the number of worker processes, each running all four
 	// steps: every step has Replicas replicas.
 	Replicas int
-	// WriteLimit is the emulator's identity-write budget.
+	// WriteLimit is the emulator's identity-write budget per app and
+	// tenant.
 	WriteLimit graphsim.Limit
-	// WriteRate is the shared rate guestflow paces writes to; 0 means 95 %
-	// of WriteLimit.
-	WriteRate float64
+	// TenantWriteLimit, InviteLimit, ResourceUnitLimit and MailLimit are
+	// the emulator's other budgets (graphsim.Options); zero is unlimited.
+	TenantWriteLimit, InviteLimit, ResourceUnitLimit, MailLimit graphsim.Limit
+	// NeighbourShare is the share of TenantWriteLimit (WriteLimit when
+	// that is unlimited, which it then becomes) another app of the tenant
+	// spends from NeighbourFrom to NeighbourUntil after the publication;
+	// 0 is no neighbour.
+	NeighbourShare                float64
+	NeighbourFrom, NeighbourUntil time.Duration
 	// SyncDelay is the emulator's Dataverse sync delay.
 	SyncDelay time.Duration
 	// Concurrency is each worker's messages in flight.
@@ -54,6 +68,9 @@ type Options struct {
 	Timeout time.Duration
 	// Progress receives a line now and then; nil is quiet.
 	Progress io.Writer
+	// Trace, when set, receives a line every quarter second with the
+	// shared pacer's rates and the emulator's counters: for tuning.
+	Trace io.Writer
 }
 
 // Result is one run's numbers, named as the issue asks.
@@ -78,6 +95,36 @@ type Result struct {
 	// license, and the group add where the instance has a group).
 	WritesPerOnboarding float64 `json:"writes_per_onboarding"`
 	WritesFloor         float64 `json:"writes_floor_per_onboarding"`
+
+	// FloorS is the binding scope's floor: for each limited scope, the
+	// units spent (the neighbour's writes included for the tenant-wide
+	// scope) over its rate, the largest of them; Binding names that
+	// scope and FloorRatio is MakespanS over FloorS. A scope whose units
+	// all fit in one window has no floor: its window admits them at
+	// once.
+	FloorS     float64 `json:"floor_s"`
+	Binding    string  `json:"binding_scope"`
+	FloorRatio float64 `json:"floor_ratio"`
+	// Scopes are the emulator's limited scopes, by its name for them.
+	Scopes map[string]ScopeResult `json:"scopes,omitempty"`
+	// NeighbourWrites are the tenant writes the neighbour made;
+	// NeighbourBound says whether, with them, the tenant's writes over a
+	// second ever reached 90 % of its budget while it ran (if not, the
+	// neighbour took nothing guestflow wanted). RecoveryS is how long
+	// after it stopped guestflow's writes over the trailing second came
+	// back to 90 % of their rate over the 5 seconds before it started
+	// (-1: they did not before the run ended; 0 when it was not bound).
+	NeighbourWrites int      `json:"neighbour_writes,omitempty"`
+	NeighbourBound  bool     `json:"neighbour_bound,omitempty"`
+	RecoveryS       *float64 `json:"recovery_s,omitempty"`
+}
+
+// ScopeResult is one limited scope of the emulator's, in a run.
+type ScopeResult struct {
+	Limit     string  `json:"limit"`
+	Spent     int     `json:"spent"`
+	Throttled int     `json:"throttled"`
+	FloorS    float64 `json:"floor_s"`
 }
 
 // WritesTolerance is how far above the floor a run's identity writes may
@@ -107,10 +154,22 @@ type Mode struct {
 	Args []string
 }
 
-// Guestflow is guestflow as shipped: the shared, paced budget and one
-// retry layer.
-func Guestflow(rate float64) Mode {
-	return Mode{Name: "guestflow", Args: []string{"--write-rate", strconv.FormatFloat(rate, 'f', -1, 64), "--invite-rate", "0"}}
+// Guestflow is guestflow as shipped, with the worker's default flags: the
+// adaptive pacer, told nothing of the budgets, and one retry layer.
+var Guestflow = Mode{Name: "guestflow"}
+
+// Static is the pacer guestflow had before it adapted: writes and
+// invitations paced at fixed rates (0: not paced), which the caller has to
+// know — the benchmark tells it 95 % of the budgets.
+func Static(writeRate, inviteRate float64) Mode {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	return Mode{Name: "static", Args: []string{"--pacer", "static", "--write-rate", f(writeRate), "--invite-rate", f(inviteRate)}}
+}
+
+// StaticFor is Static at 95 % of o's write and invitation budgets.
+func StaticFor(o Options) Mode {
+	o.setDefaults()
+	return Static(0.95*perSecond(o.WriteLimit), 0.95*perSecond(o.InviteLimit))
 }
 
 // Baseline is what a script on the SDK gets: msgraph-sdk-go's default retry
@@ -128,8 +187,8 @@ func (o *Options) setDefaults() {
 	if o.WriteLimit.Unlimited() {
 		o.WriteLimit = graphsim.Limit{N: 100, Per: time.Second}
 	}
-	if o.WriteRate <= 0 {
-		o.WriteRate = 0.95 * o.budget()
+	if o.NeighbourShare > 0 && o.TenantWriteLimit.Unlimited() {
+		o.TenantWriteLimit = o.WriteLimit
 	}
 	if o.SyncDelay == 0 {
 		o.SyncDelay = 200 * time.Millisecond
@@ -146,7 +205,25 @@ func (o *Options) setDefaults() {
 }
 
 // budget is the emulator's write budget in writes per second.
-func (o *Options) budget() float64 { return float64(o.WriteLimit.N) / o.WriteLimit.Per.Seconds() }
+func (o *Options) budget() float64 { return perSecond(o.WriteLimit) }
+
+// perSecond is a limit's rate, 0 when unlimited.
+func perSecond(l graphsim.Limit) float64 {
+	if l.Unlimited() {
+		return 0
+	}
+	return float64(l.N) / l.Per.Seconds()
+}
+
+// neighbour is the schedule of o's neighbour, counted from the
+// publication (Sim.RestartNeighbour).
+func (o *Options) neighbour() graphsim.Schedule {
+	if o.NeighbourShare <= 0 || o.NeighbourUntil <= o.NeighbourFrom {
+		return nil
+	}
+	rate := o.NeighbourShare * perSecond(o.TenantWriteLimit)
+	return graphsim.Schedule{{At: 0}, {At: o.NeighbourFrom, PerSecond: rate}, {At: o.NeighbourUntil}}
+}
 
 // Run runs the load once in mode, with a fresh broker and emulator.
 func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
@@ -173,7 +250,11 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 		return Result{}, err
 	}
 	defer ns.Shutdown()
-	sim, err := graphsim.New(graphsim.Options{WriteLimit: o.WriteLimit, SyncDelay: o.SyncDelay, Seats: 10 * o.N})
+	sim, err := graphsim.New(graphsim.Options{
+		WriteLimit: o.WriteLimit, TenantWriteLimit: o.TenantWriteLimit, InviteLimit: o.InviteLimit,
+		ResourceUnitLimit: o.ResourceUnitLimit, MailLimit: o.MailLimit, Neighbour: o.neighbour(),
+		SyncDelay: o.SyncDelay, Seats: 10 * o.N,
+	})
 	if err != nil {
 		return Result{}, err
 	}
@@ -211,6 +292,8 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	fmt.Fprintf(o.Progress, "%s: publishing %d onboardings to %d worker processes (write budget %d/%s)\n",
 		mode.Name, o.N, o.Replicas, o.WriteLimit.N, o.WriteLimit.Per)
 	t0 := time.Now()
+	sim.RestartNeighbour()
+	samples := sample(ctx, sim, t0, o.Trace, js)
 	if err := publish(ctx, js, o.N, mode.Name); err != nil {
 		return Result{}, err
 	}
@@ -218,6 +301,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", mode.Name, err)
 	}
+	series := samples()
 	cpu, err := procs.stop()
 	if err != nil {
 		return Result{}, err
@@ -244,7 +328,240 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 		r.WritesPerOnboarding = float64(r.Writes) / float64(r.Onboarded)
 	}
 	r.WritesFloor = writesFloor(o.N)
+	r.Scopes, r.FloorS, r.Binding = floors(st)
+	if r.FloorS > 0 {
+		r.FloorRatio = r.MakespanS / r.FloorS
+	}
+	if o.neighbour() != nil {
+		r.NeighbourWrites = st.NeighbourWrites
+		r.NeighbourBound = bound(series, o.NeighbourFrom, o.NeighbourUntil, perSecond(o.TenantWriteLimit))
+		rec := 0.0
+		if r.NeighbourBound {
+			rec = recovery(series, o.NeighbourFrom, o.NeighbourUntil, last.Sub(t0))
+		}
+		r.RecoveryS = &rec
+	}
 	return round(r), nil
+}
+
+// floors are the emulator's limited scopes, each with its floor, and the
+// largest floor with its scope.
+func floors(st graphsim.Stats) (map[string]ScopeResult, float64, string) {
+	out := map[string]ScopeResult{}
+	var floor float64
+	var binding string
+	keys := make([]string, 0, len(st.Scopes))
+	for k := range st.Scopes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		sc := st.Scopes[k]
+		l, err := graphsim.ParseLimit(sc.Limit)
+		if err != nil || l.Unlimited() {
+			continue // unlimited, or a number at once (mailConcurrency)
+		}
+		spent := sc.Spent
+		if k == "tenantWrite" {
+			spent += st.NeighbourWrites
+		}
+		r := ScopeResult{Limit: sc.Limit, Spent: spent, Throttled: sc.Throttled}
+		if spent > l.N {
+			r.FloorS = math.Round(float64(spent)/perSecond(l)*1000) / 1000
+		}
+		if r.FloorS > 0 && r.FloorS >= floor { // a tie goes to write, the app's own, over tenantWrite
+			floor, binding = r.FloorS, k
+		}
+		out[k] = r
+	}
+	return out, floor, binding
+}
+
+// point is guestflow's and the neighbour's writes so far, at a time since
+// the publication.
+type point struct {
+	at               time.Duration
+	writes, neighbor int
+}
+
+// sample records the emulator's write counters every 100 ms until ctx
+// ends or the returned func is called, which returns them. With trace, it
+// also writes the pacer's shared state there every quarter second.
+func sample(ctx context.Context, sim *graphsim.Sim, t0 time.Time, trace io.Writer, js jetstream.JetStream) func() []point {
+	var kv jetstream.KeyValue
+	if trace != nil {
+		kv, _ = js.KeyValue(ctx, throttle.Bucket)
+	}
+	var last graphsim.Stats
+	n := 0
+	var mu sync.Mutex
+	var pts []point
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			st := sim.Stats()
+			mu.Lock()
+			pts = append(pts, point{at: time.Since(t0), writes: st.Scopes["write"].Admitted, neighbor: st.NeighbourWrites})
+			mu.Unlock()
+			if n++; trace != nil && n%5 == 1 {
+				traceLine(ctx, trace, kv, time.Since(t0), st, last)
+				last = st
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() []point {
+		close(stop)
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return pts
+	}
+}
+
+// traceLine writes the pacer's rates and what each scope admitted and
+// refused since the last line.
+func traceLine(ctx context.Context, w io.Writer, kv jetstream.KeyValue, at time.Duration, st, last graphsim.Stats) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "trace %6.2fs", at.Seconds())
+	for _, k := range []string{"writes", "invitations", "ru", "mail"} {
+		if kv == nil {
+			break
+		}
+		e, err := kv.Get(ctx, "graph.pace."+k)
+		if err != nil {
+			continue
+		}
+		var v struct {
+			Rate   float64 `json:"rate"`
+			Steady bool    `json:"steady"`
+			Max    float64 `json:"max"`
+		}
+		if json.Unmarshal(e.Value(), &v) == nil {
+			fmt.Fprintf(&b, " %s=%.1f", k, v.Rate)
+			if !v.Steady {
+				b.WriteString("(slow)")
+			}
+			if v.Max > 0 {
+				fmt.Fprintf(&b, "(max %.1f)", v.Max)
+			}
+		}
+	}
+	for _, k := range []string{"write", "tenantWrite", "invite", "ru", "mail", "mailConcurrency"} {
+		d := st.Scopes[k].Admitted - last.Scopes[k].Admitted
+		th := st.Scopes[k].Throttled - last.Scopes[k].Throttled
+		if d != 0 || th != 0 {
+			fmt.Fprintf(&b, " %s+%d", k, d)
+			if th > 0 {
+				fmt.Fprintf(&b, "/429×%d", th)
+			}
+		}
+	}
+	if d := st.NeighbourWrites - last.NeighbourWrites; d > 0 {
+		fmt.Fprintf(&b, " neighbour+%d", d)
+	}
+	fmt.Fprintln(w, b.String())
+}
+
+// bound reports whether guestflow's and the neighbour's writes over a
+// trailing second reached 90 % of the tenant's budget (per second) between
+// from and until.
+func bound(pts []point, from, until time.Duration, budget float64) bool {
+	j := 0
+	for _, p := range pts {
+		if p.at < from+time.Second || p.at > until {
+			continue
+		}
+		for j < len(pts) && pts[j].at < p.at-time.Second {
+			j++
+		}
+		if j == 0 {
+			continue
+		}
+		q := pts[j-1] // the last sample at or before a second ago
+		if float64(p.writes+p.neighbor-q.writes-q.neighbor) >= 0.9*budget*(p.at-q.at).Seconds() {
+			return true
+		}
+	}
+	return false
+}
+
+// recovery is how long after until guestflow's writes over the trailing
+// second first reach 90 % of their rate over the 5 seconds before from;
+// -1 when they do not by end (or there is nothing to compare with).
+func recovery(pts []point, from, until, end time.Duration) float64 {
+	at := func(t time.Duration) (int, bool) { // writes at the last sample at or before t
+		i, found := slices.BinarySearchFunc(pts, t, func(p point, t time.Duration) int { return cmp.Compare(p.at, t) })
+		if !found {
+			i--
+		}
+		if i < 0 {
+			return 0, false
+		}
+		return pts[i].writes, true
+	}
+	lo := max(0, from-5*time.Second)
+	w0, ok0 := at(lo)
+	w1, ok1 := at(from)
+	if !ok0 || !ok1 || from <= lo || w1 <= w0 {
+		return -1
+	}
+	before := float64(w1-w0) / (from - lo).Seconds()
+	for _, p := range pts {
+		if p.at < until || p.at > end {
+			continue
+		}
+		w, _ := at(p.at - time.Second)
+		if float64(p.writes-w) >= 0.9*before {
+			return math.Round((p.at-until).Seconds()*1000) / 1000
+		}
+	}
+	return -1
+}
+
+// Targets are what a run of guestflow should meet: makespan within 5 %
+// of the binding scope's floor, at most 1 % of calls throttled, no dead
+// letters; with a neighbour, at most 2 % throttled, no dead letters, and
+// the budget it freed used again within 5 seconds.
+const (
+	TargetFloorRatio     = 1.05
+	TargetThrottled      = 0.01
+	TargetThrottledShare = 0.02 // with a neighbour
+	TargetRecoveryS      = 5.0
+)
+
+// Missed lists the targets r misses, empty when it meets them all.
+func (r Result) Missed() []string {
+	var out []string
+	if r.DeadLetters > 0 {
+		out = append(out, fmt.Sprintf("%d dead letters", r.DeadLetters))
+	}
+	if r.RecoveryS != nil {
+		if r.ThrottledShare > TargetThrottledShare {
+			out = append(out, fmt.Sprintf("%.1f %% throttled, above %.0f %%", 100*r.ThrottledShare, 100*TargetThrottledShare))
+		}
+		if *r.RecoveryS < 0 || *r.RecoveryS > TargetRecoveryS {
+			out = append(out, fmt.Sprintf("recovery %.1fs, above %.0fs", *r.RecoveryS, TargetRecoveryS))
+		}
+		return out
+	}
+	if r.FloorRatio > TargetFloorRatio {
+		out = append(out, fmt.Sprintf("makespan %.3f× the floor, above %.2f×", r.FloorRatio, TargetFloorRatio))
+	}
+	if r.ThrottledShare > TargetThrottled {
+		out = append(out, fmt.Sprintf("%.1f %% throttled, above %.0f %%", 100*r.ThrottledShare, 100*TargetThrottled))
+	}
+	return out
 }
 
 func round(r Result) Result {
@@ -252,6 +569,7 @@ func round(r Result) Result {
 	r.MakespanS, r.IdealS, r.Ratio = f(r.MakespanS), f(r.IdealS), f(r.Ratio)
 	r.ThrottledShare, r.P50S, r.P99S, r.CPUMsPerOnboarding = f(r.ThrottledShare), f(r.P50S), f(r.P99S), f(r.CPUMsPerOnboarding)
 	r.WritesPerOnboarding, r.WritesFloor = f(r.WritesPerOnboarding), f(r.WritesFloor)
+	r.FloorS, r.FloorRatio = f(r.FloorS), f(r.FloorRatio)
 	return r
 }
 

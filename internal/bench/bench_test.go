@@ -65,3 +65,44 @@ func TestCheckHoldsWritesToTheFloor(t *testing.T) {
 		t.Errorf("a missing onboarding passed: %v", err)
 	}
 }
+
+// TestRecoveryAndBound: the neighbour binds when the tenant's writes reach
+// its budget; recovery is when guestflow's writes are back to 90 % of their
+// rate before it.
+func TestRecoveryAndBound(t *testing.T) {
+	var pts []point
+	writes, neighbour := 0, 0
+	for i := 0; i <= 300; i++ { // 30 s, a sample every 100 ms
+		at := time.Duration(i) * 100 * time.Millisecond
+		switch {
+		case at <= 10*time.Second: // 10 writes/s alone
+			writes++
+		case at <= 20*time.Second: // 7/s beside the neighbour's 3/s
+			if i%10 < 7 {
+				writes++
+			} else {
+				neighbour++
+			}
+		case at <= 22*time.Second: // 5/s as it comes back
+			if i%2 == 0 {
+				writes++
+			}
+		default:
+			writes++
+		}
+		pts = append(pts, point{at: at, writes: writes, neighbor: neighbour})
+	}
+	if !bound(pts, 10*time.Second, 20*time.Second, 10) {
+		t.Error("10 writes/s between them against a budget of 10/s: not bound")
+	}
+	if bound(pts, 10*time.Second, 20*time.Second, 20) {
+		t.Error("10 writes/s between them against a budget of 20/s: bound")
+	}
+	// Back to 10/s from 22 s: the trailing second is at 9/s (90 %) at 22.8 s.
+	if got := recovery(pts, 10*time.Second, 20*time.Second, 30*time.Second); got < 2.5 || got > 3.0 {
+		t.Errorf("recovery %vs after the neighbour stopped, want 2.5–3", got)
+	}
+	if got := recovery(pts, 10*time.Second, 20*time.Second, 21*time.Second); got != -1 {
+		t.Errorf("recovery %vs in a run that ended before it, want -1", got)
+	}
+}

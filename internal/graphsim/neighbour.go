@@ -204,3 +204,18 @@ func (s *Sim) neighbourSpend() {
 		st.neighbourThrottled += due - ok
 	})
 }
+
+// RestartNeighbour starts the neighbour's schedule over: its offsets count
+// from now rather than from Start. The benchmark calls it as it publishes,
+// so that the neighbour's steps fall where it wants them in the run
+// whatever the workers took to start. Without a neighbour it does nothing.
+func (s *Sim) RestartNeighbour() {
+	n := s.neighbour
+	if n == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := s.now()
+	n.started, n.last, n.owed = now, now, 0
+}

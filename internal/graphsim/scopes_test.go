@@ -431,3 +431,22 @@ func TestWindowWeighted(t *testing.T) {
 		t.Errorf("total %d after pruning, want 2", w.total)
 	}
 }
+
+// TestRestartNeighbourCountsTheScheduleFromThen: after RestartNeighbour the
+// schedule's offsets count from that moment, not from Start.
+func TestRestartNeighbourCountsTheScheduleFromThen(t *testing.T) {
+	sched, _ := ParseSchedule("0/s,10/s@10s,0/s@20s")
+	e := start(t, Options{Neighbour: sched})
+	e.s.advance(15 * time.Second)
+	e.s.RestartNeighbour() // 15 s after Start: the schedule is at 0 again
+	e.s.advance(5 * time.Second)
+	e.s.neighbourSpend()
+	if n := e.s.Stats().NeighbourWrites; n != 0 {
+		t.Errorf("5s after the restart the neighbour made %d writes, want none (its 10/s starts at 10s)", n)
+	}
+	e.s.advance(10 * time.Second)
+	e.s.neighbourSpend()
+	if n := e.s.Stats().NeighbourWrites; n < 50 || n > 51 {
+		t.Errorf("15s after the restart the neighbour made %d writes, want 50", n)
+	}
+}

@@ -47,6 +47,11 @@ const (
 	ScopeWrite = "write"
 	// ScopeInvitation is the tenant's invitation budget.
 	ScopeInvitation = "invitation"
+	// ScopeResourceUnit is the tenant's identity and access resource
+	// units, which reads spend too.
+	ScopeResourceUnit = "resource_unit"
+	// ScopeMail is Outlook's sendMail budget and its four calls at once.
+	ScopeMail = "mail"
 	// ScopeDataverse is a Dataverse instance's pause after a 429.
 	ScopeDataverse = "dataverse"
 )
@@ -114,7 +119,7 @@ var (
 func init() {
 	// Known label values start at zero, so that rate() and increase()
 	// see the first event rather than a series that appears with it.
-	for _, s := range []string{ScopeWrite, ScopeInvitation, ScopeDataverse} {
+	for _, s := range []string{ScopeWrite, ScopeInvitation, ScopeResourceUnit, ScopeMail, ScopeDataverse} {
 		ThrottleWait.WithLabelValues(s)
 	}
 }

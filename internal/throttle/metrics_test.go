@@ -23,7 +23,7 @@ func waitSeconds(scope string) float64 {
 // slept, and a wait handed back counts the Retry-After the caller was
 // told, under the scope of the budget that said so.
 func TestWaitsAreCounted(t *testing.T) {
-	g := gates(t, 1, throttle.Options{WriteRate: 5, InviteRate: 1, MaxWait: 300 * time.Millisecond})[0]
+	g := gates(t, 1, throttle.Options{Static: true, WriteRate: 5, InviteRate: 1, MaxWait: 300 * time.Millisecond})[0]
 	ctx := context.Background()
 
 	before := waitSeconds(metrics.ScopeWrite)

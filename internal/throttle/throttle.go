@@ -1,22 +1,33 @@
-// Package throttle shares one Microsoft Graph budget among every worker of a
-// tenant — replicas of a step and the different steps alike — through a NATS
-// key-value bucket, so that no extra server is needed. Dataverse's service
-// protection 429s are shared the same way, per instance.
+// Package throttle shares the tenant's Microsoft Graph budgets among every
+// worker of a tenant — replicas of a step and the different steps alike —
+// through a NATS key-value bucket, so that no extra server is needed.
+// Dataverse's service protection 429s are shared the same way, per
+// instance.
 //
-// Graph budgets identity writes per app and tenant (3,000 per 2.5 minutes)
-// and invitations per tenant (150 per 5 seconds). Workers that each retry on
-// their own turn overload into a storm of 429s. The Gate does two things:
+// Graph budgets identity writes per app and tenant and per tenant,
+// invitations per tenant, the resource units of every identity call per
+// app and tenant, and Outlook's sendMail per app and mailbox (with at most
+// four at once). Workers that each retry on their own turn overload into a
+// storm of 429s. The Gate, one per tenant in effect:
 //
-//   - it paces writes below a configured rate, with GCRA ("virtual
-//     scheduling") over a shared theoretical arrival time that workers
-//     advance by compare-and-set, so the tenant-wide rate holds whatever the
-//     number of replicas;
-//   - when Graph answers 429 anyway, it records Retry-After in the bucket and
-//     every worker stops writing until then, instead of each learning it
-//     from a 429 of its own;
+//   - paces every scope (writes, invitations, resource units, mail) with
+//     GCRA ("virtual scheduling") over a shared theoretical arrival time
+//     that workers advance by compare-and-set, so the tenant-wide rate holds
+//     whatever the number of replicas;
+//   - finds each scope's rate instead of being told it: an AIMD controller
+//     (aimd.go) raises it while calls succeed and Graph's
+//     x-ms-throttle-limit-percentage stays low and lowers it on a 429, the
+//     rate kept in the same shared key, so all workers act as one client.
+//     A configured rate is only a ceiling. (Options.Static keeps the fixed
+//     rates of old, for comparison.);
+//   - when Graph answers 429 anyway, records Retry-After in the bucket for
+//     the scope the answer names, and every worker stops spending that
+//     scope until then, instead of each learning it from a 429 of its own;
+//   - holds sendMail to Outlook's four calls at once with slots leased in
+//     the bucket (mail.go);
 //   - when a Dataverse instance answers 429 (its service protection limits
-//     count per app user and instance, whichever worker calls), every
-//     worker stops calling that instance until its Retry-After, as
+//     count per app user and instance, whichever worker calls), makes
+//     every worker stop calling that instance until its Retry-After, as
 //     Microsoft asks clients to.
 //
 // A short wait for a slot is slept in place (it is pacing, measured in
@@ -45,48 +56,87 @@ import (
 // Bucket is the key-value bucket holding the shared budget state.
 const Bucket = "GUESTFLOW_THROTTLE"
 
-// Keys in the bucket: the theoretical arrival time of the next write and of
-// the next invitation, and the times until which Graph writes and each
-// Dataverse instance's calls are paused, all as Unix nanoseconds.
+// Keys in the bucket, all below graph. and dataverse. (the two prefixes the
+// steps' NATS permissions name). The pacing keys hold a JSON paceState
+// each; the pause keys the time until which a scope's calls, or a
+// Dataverse instance's, are paused, as Unix nanoseconds. The pacing keys
+// are not graph.writes and graph.invitations, which held a bare arrival
+// time before the pacer adapted: workers of both kinds in one tenant (a
+// rolling upgrade) then pace apart, rather than misreading each other's
+// keys, and still share graph.pause.
 const (
-	keyWrites         = "graph.writes"
-	keyInvites        = "graph.invitations"
-	keyPause          = "graph.pause"
-	keyDataversePause = "dataverse.*.pause" // * is the instance's key; see dataverseKey
-)
-
-// Defaults for Microsoft's published limits, with a tenth kept in reserve
-// for other applications' writes and for clock skew between workers:
-// 3,000 identity writes per 150 s is 20/s; 150 invitations per 5 s is 30/s.
-const (
-	DefaultWriteRate  = 18.0
-	DefaultInviteRate = 27.0
+	keyWrites         = "graph.pace.writes"
+	keyInvites        = "graph.pace.invitations"
+	keyResourceUnits  = "graph.pace.ru"
+	keyMail           = "graph.pace.mail"
+	keyMailSlots      = "graph.mail.slots"
+	keyPause          = "graph.pause" // writes; the other scopes' are graph.pause.<scope>
+	keyDataversePause = "dataverse.*.pause"
 )
 
 // Options configure a Gate.
 type Options struct {
-	// WriteRate is identity writes per second for the whole tenant; 0
-	// disables pacing (429s are still shared).
-	WriteRate float64
-	// InviteRate is invitations per second for the whole tenant; 0
-	// disables it.
-	InviteRate float64
+	// WriteRate caps identity writes per second for the whole tenant and
+	// InviteRate invitations; 0 is no cap. The adaptive pacer finds the
+	// rates below the caps. With Static, they are the rates (0: not paced).
+	WriteRate, InviteRate float64
+	// Static paces writes and invitations at exactly WriteRate and
+	// InviteRate, and resource units and mail not at all: the fixed pacer
+	// guestflow had before it adapted, kept as a baseline for the
+	// benchmark. 429 pauses are shared either way.
+	Static bool
 	// MaxWait is the longest pacing wait slept in place; longer waits are
 	// handed back to the broker. Default 2s.
 	MaxWait time.Duration
+	// Interval is how often each scope's rate may move, tenant-wide.
+	// Default DefaultInterval.
+	Interval time.Duration
 	// Replicas is how many servers of a JetStream cluster keep the
 	// bucket (0 means 1); see provision.KeyValue.
 	Replicas int
 }
 
+// DefaultInterval is how often the adaptive pacer moves a rate: short, so
+// that the rate is found within seconds of a start or of a neighbour
+// stopping, and long enough for a window of a second to show a change.
+const DefaultInterval = 500 * time.Millisecond
+
+// startShare is the share of Microsoft's published rate a scope starts
+// from before it has learnt anything: what guestflow paced at before it
+// adapted (a tenth kept for other applications and for clock skew).
+const startShare = 0.9
+
 // Gate is one worker's view of the tenant's shared Graph budget.
 type Gate struct {
-	kv jetstream.KeyValue
-	o  Options
+	st  store
+	o   Options
+	ctl [numScopes]Controller
 	// pauses are local copies of the pause keys (key → *atomic.Int64, Unix
 	// ns), kept by a watch so that checking one costs no round trip.
 	pauses sync.Map
 	now    func() time.Time
+
+	// sig attributes percentages to scopes; pending holds what this
+	// worker saw of each scope since it last took a slot of it, folded
+	// into the shared state with the next one.
+	sig     signals
+	mu      sync.Mutex
+	pending [numScopes]pending
+	// costs remembers each route's resource units (ruKey → int).
+	costs sync.Map
+	mail  *mailSlots
+	// steady caches whether each scope's shared state was out of slow
+	// start when this worker last read it.
+	steady [numScopes]atomic.Bool
+	// turns queue each kind's callers in this worker: one at a time
+	// books (see horizon).
+	turns [numKinds]chan struct{}
+}
+
+type pending struct {
+	pct     float64
+	limited bool
+	at      int64 // when pct was seen, Unix ns
 }
 
 // BucketConfig is the bucket's configuration.
@@ -105,33 +155,67 @@ func BucketConfig() jetstream.KeyValueConfig {
 // Open opens the bucket, creating it when it is absent (provision.KeyValue),
 // and starts following pauses until ctx ends.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error) {
-	if o.MaxWait <= 0 {
-		o.MaxWait = 2 * time.Second
-	}
 	cfg := BucketConfig()
 	cfg.Replicas = o.Replicas
 	kv, _, err := provision.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
-	g := &Gate{kv: kv, o: o, now: time.Now}
-	w, err := g.watch(ctx)
+	g := newGate(kvStore{kv}, o, time.Now)
+	w, err := g.watch(ctx, kv)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: watching the pauses: %w", provision.Denied(js.Conn(), err))
 	}
-	go g.follow(ctx, w)
+	go g.follow(ctx, kv, w)
 	return g, nil
 }
 
-// watch follows every pause key.
-func (g *Gate) watch(ctx context.Context) (jetstream.KeyWatcher, error) {
-	return g.kv.WatchFiltered(ctx, []string{keyPause, keyDataversePause})
+// newGate is a Gate over st on the clock now, without the pause watch
+// (Open's, or a test's raisePause).
+func newGate(st store, o Options, now func() time.Time) *Gate {
+	if o.MaxWait <= 0 {
+		o.MaxWait = 2 * time.Second
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	g := &Gate{st: st, o: o, now: now}
+	for s := ScopeWrites; s < numScopes; s++ {
+		pub := scopeInfos[s].published
+		c := Controller{Start: startShare * pub, Min: pub / 100, Interval: o.Interval}
+		switch s {
+		case ScopeWrites:
+			c.Ceiling = o.WriteRate
+		case ScopeInvitations:
+			c.Ceiling = o.InviteRate
+		}
+		if o.Static {
+			c = Controller{Static: true, Start: c.Ceiling}
+		}
+		g.ctl[s] = c
+	}
+	g.mail = &mailSlots{g: g}
+	for k := range g.turns {
+		g.turns[k] = make(chan struct{}, 1)
+	}
+	return g
+}
+
+// paced says whether scope s is paced at all: the static pacer paces
+// only the scopes it has a rate for.
+func (g *Gate) paced(s Scope) bool {
+	return !g.ctl[s].Static || g.ctl[s].Start > 0
+}
+
+// watch follows every pause key, and the mail slots.
+func (g *Gate) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	return kv.WatchFiltered(ctx, []string{keyPause, keyPause + ".*", keyDataversePause, keyMailSlots})
 }
 
 // follow keeps the local pauses in step with the bucket, so checking it costs
 // no round trip. A watch can end with the connection (a broker restart);
 // it is then opened again.
-func (g *Gate) follow(ctx context.Context, w jetstream.KeyWatcher) {
+func (g *Gate) follow(ctx context.Context, kv jetstream.KeyValue, w jetstream.KeyWatcher) {
 	for {
 		g.drain(ctx, w)
 		_ = w.Stop()
@@ -142,7 +226,7 @@ func (g *Gate) follow(ctx context.Context, w jetstream.KeyWatcher) {
 			case <-time.After(time.Second):
 			}
 			var err error
-			if w, err = g.watch(ctx); err == nil {
+			if w, err = g.watch(ctx, kv); err == nil {
 				break
 			}
 		}
@@ -160,6 +244,10 @@ func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 				return
 			}
 			if e == nil { // end of the initial values
+				continue
+			}
+			if e.Key() == keyMailSlots {
+				g.mail.notify()
 				continue
 			}
 			if v, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
@@ -184,74 +272,162 @@ func (g *Gate) raisePause(key string, until int64) {
 	}
 }
 
-// paused reports how long calls under key must still wait, with jitter, or
-// zero.
-func (g *Gate) paused(key string) time.Duration {
+// pausedFor reports how long calls under key must still wait, without
+// jitter, or zero.
+func (g *Gate) pausedFor(key string) time.Duration {
 	now := g.now()
 	until := time.Unix(0, g.pauseOf(key).Load())
 	if !until.After(now) {
 		return 0
 	}
-	return until.Sub(now) + jitter(until.Sub(now))
+	return until.Sub(now)
 }
 
-// Kind is what a Graph request costs.
-type Kind int
+// paused reports how long calls under key must still wait, with jitter, or
+// zero.
+func (g *Gate) paused(key string) time.Duration {
+	d := g.pausedFor(key)
+	return d + jitter(d)
+}
 
-// Request kinds.
-const (
-	Free Kind = iota
-	Write
-	Invitation // a write that also counts against the invitation budget
-)
+// scopePause is the longest pause among the scopes of kind k, and the
+// scope it is for.
+func (g *Gate) scopePause(k Kind) (time.Duration, Scope) {
+	var d time.Duration
+	var which Scope
+	for _, s := range charges[k] {
+		if p := g.pausedFor(scopeInfos[s].pause); p > d {
+			d, which = p, s
+		}
+	}
+	return d, which
+}
 
 // Acquire waits for budget for one request of kind k, or returns a
 // failure.Throttle error saying how long to wait when that is longer than
-// MaxWait or writes are paused.
+// MaxWait or a scope the request spends is paused. A resource-unit cost
+// is taken as 1; the Transport knows better. SendMail's concurrency slot
+// is the Transport's to take, not Acquire's.
 func (g *Gate) Acquire(ctx context.Context, k Kind) error {
-	if k == Free {
+	return g.acquire(ctx, k, 1)
+}
+
+// horizon is how far ahead a slot is booked: the callers of a kind queue
+// in each worker (turns) and only the first books, once its slot is this
+// close. Slots booked far ahead (up to MaxWait, as the pacer once did)
+// would keep their times whatever the rate does meanwhile, so that a
+// change of rate took MaxWait to count: too slow for slow start, and a
+// decrease that does not bite until the window is overrun.
+func (g *Gate) horizon() time.Duration {
+	return min(100*time.Millisecond, g.o.Interval/4)
+}
+
+func (g *Gate) acquire(ctx context.Context, k Kind, ru int) error {
+	if k == Free || k >= numKinds {
 		return nil
 	}
-	if d := g.paused(keyPause); d > 0 {
-		waited(metrics.ScopeWrite, d)
-		return failure.Throttle(fmt.Errorf("graph writes are paused for %s after a 429", d.Round(time.Millisecond)), d)
-	}
-	var wait time.Duration
-	scope := metrics.ScopeWrite
-	if k == Invitation && g.o.InviteRate > 0 {
-		d, err := g.reserve(ctx, keyInvites, g.o.InviteRate)
-		if err != nil {
-			return err
-		}
-		wait, scope = d, metrics.ScopeInvitation
-	}
-	if g.o.WriteRate > 0 {
-		d, err := g.reserve(ctx, keyWrites, g.o.WriteRate)
-		if err != nil {
-			return err
-		}
-		if d > wait {
-			wait, scope = d, metrics.ScopeWrite
-		}
-	}
-	if wait <= 0 {
-		return nil
+	if err := g.pausedErr(k); err != nil {
+		return err
 	}
 	start := time.Now()
-	t := time.NewTimer(wait)
-	defer t.Stop()
+	deadline := time.NewTimer(g.o.MaxWait)
+	defer deadline.Stop()
+	turn := g.turns[k]
 	select {
-	case <-t.C:
-		waited(scope, wait)
-		return nil
+	case turn <- struct{}{}:
+	case <-deadline.C:
+		// Behind a queue longer than MaxWait: hand back.
+		d := g.o.MaxWait
+		scope := charges[k][len(charges[k])-1]
+		waited(scopeInfos[scope].metric, d+jitter(d))
+		return failure.Throttle(fmt.Errorf("the tenant's Graph %s budget is taken for the next %s", scope, d), d+jitter(d))
 	case <-ctx.Done():
-		waited(scope, time.Since(start))
 		return ctx.Err()
+	}
+	held := true
+	leave := func() {
+		if held {
+			<-turn
+			held = false
+		}
+	}
+	defer leave()
+	for {
+		if err := g.pausedErr(k); err != nil {
+			return err
+		}
+		booked := g.now().UnixNano()
+		wait, scope, ok, err := g.reserve(ctx, k, ru, g.horizon())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// Not within the horizon yet: sleep until it is, keeping
+			// the turn.
+			if err := g.sleep(ctx, scopeInfos[scope].metric, wait-g.horizon()); err != nil {
+				return err
+			}
+			continue
+		}
+		leave()
+		if wait > 0 {
+			if err := g.sleep(ctx, scopeInfos[scope].metric, wait); err != nil {
+				return err
+			}
+		}
+		// A pause or a decrease since the slot was booked gave it up:
+		// Retry-After is for everyone, and a slot booked at the old
+		// rate would overload the budget the decrease is for.
+		if g.invalidated(k, booked) && time.Since(start) < g.o.MaxWait {
+			return g.acquire(ctx, k, ru)
+		}
+		return g.pausedErr(k)
 	}
 }
 
-// scopes are the metric scopes of the rate keys.
-var scopes = map[string]string{keyWrites: metrics.ScopeWrite, keyInvites: metrics.ScopeInvitation}
+// pausedErr is the failure.Throttle of a paused scope of kind k, or nil.
+func (g *Gate) pausedErr(k Kind) error {
+	d, s := g.scopePause(k)
+	if d <= 0 {
+		return nil
+	}
+	d += jitter(d)
+	waited(scopeInfos[s].metric, d)
+	return failure.Throttle(fmt.Errorf("graph %ss are paused for %s after a 429", s, d.Round(time.Millisecond)), d)
+}
+
+// invalidated reports whether a scope of kind k was paused or slowed down
+// after booked (Unix ns): its pause key was raised since.
+func (g *Gate) invalidated(k Kind, booked int64) bool {
+	for _, s := range charges[k] {
+		if g.pauseOf(scopeInfos[s].pause).Load() > booked {
+			return true
+		}
+	}
+	return false
+}
+
+// invalidate tells every worker that the slots of s booked until now are
+// given up, by raising its pause key to now: a pause that is already over,
+// which the watch brings to every worker.
+func (g *Gate) invalidate(ctx context.Context, s Scope) error {
+	return g.pause(ctx, scopeInfos[s].pause, 0)
+}
+
+// sleep sleeps d in place, counting it under scope's metric.
+func (g *Gate) sleep(ctx context.Context, metric string, d time.Duration) error {
+	start := time.Now()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		waited(metric, d)
+		return nil
+	case <-ctx.Done():
+		waited(metric, time.Since(start))
+		return ctx.Err()
+	}
+}
 
 // waited counts d in guestflow_throttle_wait_seconds_total: a pacing wait
 // slept in place, or the wait a throttled caller was told to come back
@@ -261,81 +437,241 @@ func waited(scope string, d time.Duration) {
 	metrics.ThrottleWait.WithLabelValues(scope).Add(d.Seconds())
 }
 
-// errConflict means another worker advanced the key first.
-var errConflict = errors.New("throttle: concurrent update")
-
-// reserve takes the next slot of a rate on key and returns how long until
-// it starts. A slot further away than MaxWait is not taken: the caller is
-// told to come back instead, and the slot stays free for whoever is first
-// when it arrives.
-func (g *Gate) reserve(ctx context.Context, key string, rate float64) (time.Duration, error) {
-	interval := time.Duration(float64(time.Second) / rate)
+// reserve takes a slot in every paced scope of kind k, all or none, when
+// the last of them starts within horizon, and returns how long until it
+// starts and which scope that is; ok is false when it took nothing, the
+// wait then being until the slots could start. A wait beyond MaxWait is a
+// failure.Throttle: the caller is told to come back.
+func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duration) (time.Duration, Scope, bool, error) {
+	type slot struct {
+		s     Scope
+		st    paceState
+		rev   uint64
+		start int64
+		cost  float64
+	}
+	var slots []slot
+	for _, s := range charges[k] {
+		if !g.paced(s) {
+			continue
+		}
+		cost := 1.0
+		if s == ScopeResourceUnits {
+			cost = float64(max(ru, 1))
+		}
+		slots = append(slots, slot{s: s, cost: cost})
+	}
+	if len(slots) == 0 {
+		return 0, ScopeUnknown, true, nil
+	}
 	for {
-		tat, rev, err := g.load(ctx, key)
-		if err != nil {
-			return 0, err
-		}
+		// Read every scope first, so that a refusal takes nothing.
 		now := g.now().UnixNano()
-		start := max(tat, now)
-		wait := time.Duration(start - now)
-		if wait > g.o.MaxWait {
-			after := wait + jitter(wait)
-			waited(scopes[key], after)
-			return 0, failure.Throttle(fmt.Errorf("the tenant's Graph budget of %.4g/s is taken for the next %s", rate, wait.Round(time.Millisecond)),
-				after)
+		var wait int64
+		binding := slots[len(slots)-1].s
+		var rate float64
+		for i := range slots {
+			sl := &slots[i]
+			st, rev, err := g.load(ctx, sl.s)
+			if err != nil {
+				return 0, ScopeUnknown, false, err
+			}
+			sl.st, sl.rev = st, rev
+			g.ctl[sl.s].init(&sl.st, now)
+			g.ctl[sl.s].tick(&sl.st, now)
+			g.steady[sl.s].Store(sl.st.Steady)
+			sl.start = sl.st.start(now)
+			if w := sl.start - now; w > wait {
+				wait, binding, rate = w, sl.s, sl.st.Rate
+			}
 		}
-		err = g.store(ctx, key, start+int64(interval), rev)
+		if d := time.Duration(wait); d > g.o.MaxWait {
+			g.note(binding, 0, true)
+			after := d + jitter(d)
+			waited(scopeInfos[binding].metric, after)
+			return 0, binding, false, failure.Throttle(fmt.Errorf("the tenant's Graph %s budget of %.4g/s is taken for the next %s",
+				binding, rate, d.Round(time.Millisecond)), after)
+		}
+		if time.Duration(wait) > horizon {
+			g.note(binding, 0, true)
+			return time.Duration(wait), binding, false, nil
+		}
+		committed := 0
+		for i := range slots {
+			sl := &slots[i]
+			pend := g.take(sl.s)
+			pct := pend.pct
+			if pend.at < sl.st.Resume {
+				pct = 0 // seen before the last pause ended: stale
+			}
+			g.ctl[sl.s].observe(&sl.st, pct, pend.limited || sl.start > now && sl.s == binding)
+			sl.st.TAT = sl.start + int64(sl.cost/sl.st.Rate*float64(time.Second))
+			sl.st.Used += sl.cost
+			err := g.save(ctx, sl.s, sl.st, sl.rev)
+			if err != nil {
+				g.restore(sl.s, pend)
+				if !errors.Is(err, errConflict) {
+					return 0, ScopeUnknown, false, err
+				}
+				break
+			}
+			committed++
+		}
+		if committed == len(slots) {
+			return time.Duration(wait), binding, true, nil
+		}
+		if committed > 0 {
+			// Another worker went first on a later scope while the
+			// earlier ones were taken: take that one's next slot,
+			// however far, rather than waste the others.
+			return g.finish(ctx, slots[committed].s, slots[committed].cost, now, wait, binding)
+		}
+	}
+}
+
+// finish takes the next slot of s whatever its distance, for a
+// reservation whose other slots are taken.
+func (g *Gate) finish(ctx context.Context, s Scope, cost float64, now, wait int64, binding Scope) (time.Duration, Scope, bool, error) {
+	for {
+		st, rev, err := g.load(ctx, s)
+		if err != nil {
+			return 0, ScopeUnknown, false, err
+		}
+		g.ctl[s].init(&st, now)
+		start := st.start(now)
+		st.TAT = start + int64(cost/st.Rate*float64(time.Second))
+		st.Used += cost
+		err = g.save(ctx, s, st, rev)
 		if errors.Is(err, errConflict) {
 			continue
 		}
-		return wait, err
+		if err != nil {
+			return 0, ScopeUnknown, false, err
+		}
+		if start-now > wait {
+			wait, binding = start-now, s
+		}
+		return time.Duration(wait), binding, true, nil
 	}
 }
 
-// opTimeout bounds one read or write of the bucket, whatever the caller's
-// deadline: a reply lost with a server (the bucket's leader killed while
-// its replicas elect another) is never sent again, and the call would
-// otherwise hold the step until its own deadline, minutes away. It is
-// nats.go's timeout for a call without a deadline.
-const opTimeout = 5 * time.Second
-
-func (g *Gate) load(ctx context.Context, key string) (int64, uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	e, err := g.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, 0, nil
+// note records what this worker saw of scope s, for its next slot of it.
+func (g *Gate) note(s Scope, pct float64, limited bool) {
+	if s <= ScopeUnknown || s >= numScopes {
+		return
 	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("throttle: %w", err)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := &g.pending[s]
+	if pct > 0 {
+		p.pct, p.at = max(p.pct, pct), max(p.at, g.now().UnixNano())
 	}
-	v, err := strconv.ParseInt(string(e.Value()), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("throttle: key %s: %w", key, err)
-	}
-	return v, e.Revision(), nil
+	p.limited = p.limited || limited
 }
 
-// store sets key to v if it is still at revision rev (0: absent).
-func (g *Gate) store(ctx context.Context, key string, v int64, rev uint64) error {
-	val := []byte(strconv.FormatInt(v, 10))
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	var err error
-	if rev == 0 {
-		_, err = g.kv.Create(ctx, key, val)
-	} else {
-		_, err = g.kv.Update(ctx, key, val, rev)
+// take returns and clears what this worker saw of s; restore puts it
+// back when it could not be stored.
+func (g *Gate) take(s Scope) pending {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.pending[s]
+	g.pending[s] = pending{}
+	return p
+}
+
+func (g *Gate) restore(s Scope, p pending) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	q := &g.pending[s]
+	q.pct, q.at = max(q.pct, p.pct), max(q.at, p.at)
+	q.limited = q.limited || p.limited
+}
+
+// throttled applies a 429 on scope s: every worker pauses s for d, and the
+// rate comes down.
+func (g *Gate) throttled(ctx context.Context, s Scope, d time.Duration) error {
+	if s <= ScopeUnknown || s >= numScopes {
+		return nil
 	}
-	var apiErr *jetstream.APIError
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return errConflict
+	until := g.now().Add(d).UnixNano()
+	err := g.pause(ctx, scopeInfos[s].pause, d)
+	if !g.paced(s) || g.ctl[s].Static {
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("throttle: %w", err)
+	for {
+		st, rev, lerr := g.load(ctx, s)
+		if lerr != nil {
+			return errors.Join(err, lerr)
+		}
+		now := g.now().UnixNano()
+		g.ctl[s].init(&st, now)
+		g.ctl[s].throttled(&st, now, until)
+		serr := g.save(ctx, s, st, rev)
+		if !errors.Is(serr, errConflict) {
+			g.steady[s].Store(true)
+			return errors.Join(err, serr)
+		}
 	}
-	return nil
+}
+
+// signalled applies a limit percentage of scope s at once where it cannot
+// wait for the interval to close: in slow start (Controller.signalled).
+func (g *Gate) signalled(ctx context.Context, s Scope, pct float64) error {
+	if s <= ScopeUnknown || s >= numScopes || pct < NearAt || g.steady[s].Load() || !g.paced(s) {
+		return nil
+	}
+	for {
+		st, rev, err := g.load(ctx, s)
+		if err != nil {
+			return err
+		}
+		now := g.now().UnixNano()
+		g.ctl[s].init(&st, now)
+		if !g.ctl[s].signalled(&st, pct, now) {
+			g.steady[s].Store(st.Steady)
+			return nil
+		}
+		err = g.save(ctx, s, st, rev)
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		g.steady[s].Store(true)
+		return g.invalidate(ctx, s)
+	}
+}
+
+// charge adds units of s that a call spent beyond what its slot took
+// (fewer when negative): the resource units an answer reports.
+func (g *Gate) charge(ctx context.Context, s Scope, units float64) error {
+	if units == 0 || !g.paced(s) {
+		return nil
+	}
+	for {
+		st, rev, err := g.load(ctx, s)
+		if err != nil {
+			return err
+		}
+		now := g.now().UnixNano()
+		g.ctl[s].init(&st, now)
+		st.TAT = max(st.TAT, now-int64(g.o.MaxWait)) + int64(units/st.Rate*float64(time.Second))
+		err = g.save(ctx, s, st, rev)
+		if !errors.Is(err, errConflict) {
+			return err
+		}
+	}
+}
+
+// Rate is scope s's current shared rate per second, 0 before anyone set
+// one (or when s is not paced).
+func (g *Gate) Rate(ctx context.Context, s Scope) (float64, error) {
+	if s <= ScopeUnknown || s >= numScopes || !g.paced(s) {
+		return 0, nil
+	}
+	st, _, err := g.load(ctx, s)
+	return st.Rate, err
 }
 
 // Pause stops every worker's writes for d, as a 429's Retry-After asks.
@@ -348,14 +684,20 @@ func (g *Gate) pause(ctx context.Context, key string, d time.Duration) error {
 	until := g.now().Add(d).UnixNano()
 	g.raisePause(key, until)
 	for {
-		cur, rev, err := g.load(ctx, key)
+		b, rev, err := g.st.get(ctx, key)
 		if err != nil {
 			return err
+		}
+		var cur int64
+		if b != nil {
+			if cur, err = strconv.ParseInt(string(b), 10, 64); err != nil {
+				cur = 0 // a damaged pause is overwritten
+			}
 		}
 		if cur >= until {
 			return nil
 		}
-		err = g.store(ctx, key, until, rev)
+		err = g.st.put(ctx, key, []byte(strconv.FormatInt(until, 10)), rev)
 		if !errors.Is(err, errConflict) {
 			return err
 		}
@@ -369,4 +711,11 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(rand.Int64N(int64(d)/10 + 1))
+}
+
+// State is scope s's shared pacing state as text, for tracing.
+func (g *Gate) State(ctx context.Context, s Scope) (string, error) {
+	st, _, err := g.load(ctx, s)
+	return fmt.Sprintf("rate %.1f steady %v max %.1f pct %.2f paused %s refill %v", st.Rate, st.Steady, st.Max, st.Pct,
+		g.pausedFor(scopeInfos[s].pause).Round(time.Millisecond), st.Refill), err
 }

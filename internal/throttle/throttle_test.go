@@ -36,7 +36,7 @@ func gates(t *testing.T, n int, o throttle.Options) []*throttle.Gate {
 
 func TestSharedRateHoldsAcrossReplicas(t *testing.T) {
 	const rate, n = 200.0, 120
-	gs := gates(t, 3, throttle.Options{WriteRate: rate, MaxWait: 5 * time.Second})
+	gs := gates(t, 3, throttle.Options{Static: true, WriteRate: rate, MaxWait: 5 * time.Second})
 	var mu sync.Mutex
 	var times []time.Time
 	var wg sync.WaitGroup
@@ -75,7 +75,7 @@ func TestSharedRateHoldsAcrossReplicas(t *testing.T) {
 }
 
 func TestLongWaitIsHandedBack(t *testing.T) {
-	g := gates(t, 1, throttle.Options{WriteRate: 1, MaxWait: 100 * time.Millisecond})[0]
+	g := gates(t, 1, throttle.Options{Static: true, WriteRate: 1, MaxWait: 100 * time.Millisecond})[0]
 	if err := g.Acquire(context.Background(), throttle.Write); err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +84,8 @@ func TestLongWaitIsHandedBack(t *testing.T) {
 	if err == nil || !v.Retryable || v.Reason != failure.Throttled || v.After < 900*time.Millisecond || v.After > 1200*time.Millisecond {
 		t.Fatalf("second write at 1/s: %v (verdict %+v), want a throttled retry after ~1s", err, v)
 	}
-	if err := g.Acquire(context.Background(), throttle.Free); err != nil {
-		t.Errorf("reads are not budgeted: %v", err)
+	if err := g.Acquire(context.Background(), throttle.Read); err != nil {
+		t.Errorf("the static pacer budgets no reads: %v", err)
 	}
 }
 
@@ -120,10 +120,13 @@ func TestKindOf(t *testing.T) {
 		{"PATCH", "/v1.0/users/6f1c", throttle.Write},
 		{"POST", "/v1.0/users/6f1c/assignLicense", throttle.Write},
 		{"POST", "/v1.0/groups/5a1e/members/$ref", throttle.Write},
-		{"POST", "/v1.0/users/onboarding@contoso.com/sendMail", throttle.Free},
-		{"GET", "/v1.0/users", throttle.Free},
-		{"GET", "/v1.0/users/6f1c", throttle.Free},
-		{"GET", "/v1.0/subscribedSkus", throttle.Free},
+		{"POST", "/v1.0/users/onboarding@contoso.com/sendMail", throttle.SendMail},
+		{"GET", "/v1.0/users", throttle.Read},
+		{"GET", "/v1.0/users/6f1c", throttle.Read},
+		{"GET", "/v1.0/users/6f1c/licenseDetails", throttle.Read},
+		{"GET", "/v1.0/subscribedSkus", throttle.Read},
+		{"GET", "/instances/sales/api/data/v9.2/roles", throttle.Free},
+		{"POST", "/oauth2/v2.0/token", throttle.Free},
 	}
 	for _, tt := range tests {
 		if got := throttle.KindOf(tt.method, tt.path); got != tt.want {

@@ -1,0 +1,130 @@
+package throttle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// store is where the shared state lives: the NATS bucket, or memory in
+// tests of the pacer on a fake clock.
+type store interface {
+	// get returns key's value and revision; nil and 0 when it is absent.
+	get(ctx context.Context, key string) ([]byte, uint64, error)
+	// put sets key to v if it is still at revision rev (0: absent), or
+	// returns errConflict.
+	put(ctx context.Context, key string, v []byte, rev uint64) error
+}
+
+// errConflict means another worker changed the key first.
+var errConflict = errors.New("throttle: concurrent update")
+
+type kvStore struct{ kv jetstream.KeyValue }
+
+// opTimeout bounds one read or write of the bucket, whatever the caller's
+// deadline: a reply lost with a server (the bucket's leader killed while
+// its replicas elect another) is never sent again, and the call would
+// otherwise hold the step until its own deadline, minutes away. It is
+// nats.go's timeout for a call without a deadline.
+const opTimeout = 5 * time.Second
+
+func (s kvStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("throttle: %w", err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+func (s kvStore) put(ctx context.Context, key string, v []byte, rev uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	var err error
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, key, v)
+	} else {
+		_, err = s.kv.Update(ctx, key, v, rev)
+	}
+	return kvErr(err)
+}
+
+func kvErr(err error) error {
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return errConflict
+	}
+	if err != nil {
+		return fmt.Errorf("throttle: %w", err)
+	}
+	return nil
+}
+
+// memStore is a store in memory.
+type memStore struct {
+	mu   sync.Mutex
+	rev  uint64
+	vals map[string]memEntry
+}
+
+type memEntry struct {
+	v   []byte
+	rev uint64
+}
+
+func newMemStore() *memStore { return &memStore{vals: map[string]memEntry{}} }
+
+func (m *memStore) get(_ context.Context, key string) ([]byte, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.vals[key]
+	if !ok {
+		return nil, 0, nil
+	}
+	return e.v, e.rev, nil
+}
+
+func (m *memStore) put(_ context.Context, key string, v []byte, rev uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.vals[key].rev != rev {
+		return errConflict
+	}
+	m.rev++
+	m.vals[key] = memEntry{v: append([]byte(nil), v...), rev: m.rev}
+	return nil
+}
+
+// load reads scope s's pacing state; the zero state when it has none.
+func (g *Gate) load(ctx context.Context, s Scope) (paceState, uint64, error) {
+	b, rev, err := g.st.get(ctx, scopeInfos[s].key)
+	if err != nil || b == nil {
+		return paceState{}, rev, err
+	}
+	var st paceState
+	if err := json.Unmarshal(b, &st); err != nil {
+		// A damaged state is started afresh rather than stopping every
+		// call: its revision still guards the overwrite.
+		return paceState{}, rev, nil
+	}
+	return st, rev, nil
+}
+
+// save stores scope s's pacing state if its key is still at rev.
+func (g *Gate) save(ctx context.Context, s Scope, st paceState, rev uint64) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return g.st.put(ctx, scopeInfos[s].key, b, rev)
+}
