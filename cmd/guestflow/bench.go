@@ -107,6 +107,11 @@ Progress goes to stderr.`,
 			if trace {
 				o.Trace = o.Progress
 			}
+			if o.ProfileDir != "" {
+				if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
+					return fmt.Errorf("--profile: %w", err)
+				}
+			}
 			if matrix {
 				return runMatrix(cmd, o, budgets, modes, share)
 			}
@@ -162,6 +167,7 @@ Progress goes to stderr.`,
 	fl.StringSliceVar(&budgets, "budgets", matrixBudgets, "--matrix: the write budgets")
 	fl.StringSliceVar(&modes, "modes", matrixModes, "--matrix: the modes, of guestflow, static and baseline")
 	fl.Float64Var(&share, "neighbour-share", 0.3, "--matrix: the share of the tenant's write budget the neighbour takes")
+	fl.StringVar(&o.ProfileDir, "profile", "", "write each worker process's CPU profile to this directory (<mode>-worker-<i>.pprof; see docs/profiling.md)")
 	fl.BoolVar(&trace, "trace", false, "write the shared pacer's rates and the emulator's counters to stderr every quarter second")
 	return cmd
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"runtime/debug"
 	"time"
 
@@ -16,8 +18,9 @@ import (
 // opsFlags open the ops server (probes, metrics, pprof) of a long-running
 // command: worker, dev and graphsim.
 type opsFlags struct {
-	addr  string
-	pprof bool
+	addr       string
+	pprof      bool
+	cpuProfile string
 }
 
 // register adds --ops-addr, off unless def is given, and --pprof.
@@ -29,6 +32,36 @@ func (f *opsFlags) register(cmd *cobra.Command, def string) {
 	cmd.Flags().StringVar(&f.addr, "ops-addr", def, help)
 	cmd.Flags().BoolVar(&f.pprof, "pprof", false,
 		"also serve net/http/pprof under /debug/pprof/ on --ops-addr (profiles and command line: keep the port private)")
+}
+
+// registerProfile adds --cpu-profile; the command calls profile.
+func (f *opsFlags) registerProfile(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.cpuProfile, "cpu-profile", "",
+		"write a CPU profile of the whole run to this file, for go tool pprof (see docs/profiling.md)")
+}
+
+// profile starts the CPU profile --cpu-profile asks for; the function it
+// returns ends it and closes the file. Without the flag it does nothing.
+//
+// A file covering the process's whole life, rather than a window taken
+// from /debug/pprof/profile, is what a benchmark needs: every onboarding's
+// work is in it, from the first message to the drain.
+func (f *opsFlags) profile() (func(), error) {
+	if f.cpuProfile == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(f.cpuProfile)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 // start opens the ops server, or returns nil when --ops-addr is empty. Its

@@ -173,12 +173,18 @@ workload identity or managed identity. Endpoints and instances come from --confi
 				return err
 			}
 			defer stopTracing()
+			stopProfile, err := f.ops.profile()
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			return runWorkers(cmd.Context(), cfg, credentialsFromEnv(), names, f, g)
 		},
 	}
 	f.nats.register(cmd.Flags())
 	f.register(cmd)
 	f.ops.register(cmd, "")
+	f.ops.registerProfile(cmd)
 	return cmd
 }
 

@@ -71,6 +71,9 @@ type Options struct {
 	// Trace, when set, receives a line every quarter second with the
 	// shared pacer's rates and the emulator's counters: for tuning.
 	Trace io.Writer
+	// ProfileDir, when set, is where each worker process writes a CPU
+	// profile of its whole run, <mode>-worker-<i>.pprof (docs/profiling.md).
+	ProfileDir string
 }
 
 // Result is one run's numbers, named as the issue asks.
@@ -770,6 +773,9 @@ func startWorkers(o Options, mode Mode, cfg, natsURL, dir string, cancel context
 	for i := range o.Replicas {
 		args := append([]string{"worker", "all", "--config", cfg, "--nats", natsURL,
 			"--concurrency", strconv.Itoa(o.Concurrency)}, mode.Args...)
+		if o.ProfileDir != "" {
+			args = append(args, "--cpu-profile", filepath.Join(o.ProfileDir, fmt.Sprintf("%s-worker-%d.pprof", mode.Name, i)))
+		}
 		cmd := exec.Command(o.Exe, args...)
 		cmd.Env = append(os.Environ(), "AZURE_CLIENT_ID="+graphsim.DefaultClientID, "AZURE_CLIENT_SECRET="+graphsim.DefaultClientSecret)
 		logPath := filepath.Join(dir, fmt.Sprintf("%s-worker-%d.log", mode.Name, i))
