@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -128,9 +129,10 @@ type Gate struct {
 	// steady caches whether each scope's shared state was out of slow
 	// start when this worker last read it.
 	steady [numScopes]atomic.Bool
-	// turns queue each kind's callers in this worker: one at a time
-	// books (see horizon).
-	turns [numKinds]chan struct{}
+	// queues hold each kind's callers in this worker, and turns say
+	// whose it is to book for them (see acquire).
+	queues [numKinds]queue
+	turns  [numKinds]chan struct{}
 }
 
 type pending struct {
@@ -313,15 +315,101 @@ func (g *Gate) Acquire(ctx context.Context, k Kind) error {
 }
 
 // horizon is how far ahead a slot is booked: the callers of a kind queue
-// in each worker (turns) and only the first books, once its slot is this
-// close. Slots booked far ahead (up to MaxWait, as the pacer once did)
-// would keep their times whatever the rate does meanwhile, so that a
-// change of rate took MaxWait to count: too slow for slow start, and a
-// decrease that does not bite until the window is overrun.
+// in each worker (queues), and the one whose turn it is books, once the
+// next slot is this close. Slots booked far ahead (up to MaxWait, as the
+// pacer once did) would keep their times whatever the rate does
+// meanwhile, so that a change of rate took MaxWait to count: too slow for
+// slow start, and a decrease that does not bite until the window is
+// overrun.
 func (g *Gate) horizon() time.Duration {
 	return min(100*time.Millisecond, g.o.Interval/4)
 }
 
+// maxBatch bounds the callers one booking serves.
+const maxBatch = 64
+
+// ticket is one caller of acquire in the queue of its kind.
+type ticket struct {
+	ru int
+	// done receives the caller's booking once the booker has made it.
+	done chan booking
+	// leaving is set by a caller that stopped waiting (MaxWait behind
+	// the queue, or its context ended) while its ticket was being
+	// booked: the booker answers it instead of queueing it again.
+	leaving atomic.Bool
+}
+
+// booking is a ticket's answer: how long until its slot starts and the
+// scope that sets it, when it was booked (Unix ns, for invalidated), or
+// why there is none.
+type booking struct {
+	wait   time.Duration
+	scope  Scope
+	booked int64
+	err    error
+}
+
+// queue holds one kind's callers in this worker, oldest first.
+type queue struct {
+	mu      sync.Mutex
+	waiting []*ticket
+}
+
+func (q *queue) add(t *ticket) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waiting = append(q.waiting, t)
+}
+
+// remove takes t out of the queue and reports whether it was there: not
+// taken by a booker.
+func (q *queue) remove(t *ticket) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, w := range q.waiting {
+		if w == t {
+			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// take takes up to n of the oldest tickets out of the queue.
+func (q *queue) take(n int) []*ticket {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n = min(n, len(q.waiting))
+	out := slices.Clone(q.waiting[:n])
+	q.waiting = slices.Delete(q.waiting, 0, n)
+	return out
+}
+
+// giveBack puts tickets taken but not booked back at the front, in their
+// order, answering those whose callers left meanwhile with left's error.
+func (q *queue) giveBack(ts []*ticket, left func() error) {
+	var back []*ticket
+	for _, t := range ts {
+		if t.leaving.Load() {
+			t.done <- booking{err: left()}
+			continue
+		}
+		back = append(back, t)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.waiting = append(back, q.waiting...)
+}
+
+// acquire waits for budget for one request of kind k costing ru resource
+// units.
+//
+// A worker's callers of a kind queue, and the one holding the kind's turn
+// books the slots of as many queued callers as start within the horizon,
+// in one compare-and-set of each scope's shared state: under load, one
+// round trip to the bucket serves many calls, so that pacing costs little
+// CPU however many calls a second it paces. Each caller then sleeps until
+// its own slot.
 func (g *Gate) acquire(ctx context.Context, k Kind, ru int) error {
 	if k == Free || k >= numKinds {
 		return nil
@@ -332,56 +420,138 @@ func (g *Gate) acquire(ctx context.Context, k Kind, ru int) error {
 	start := time.Now()
 	deadline := time.NewTimer(g.o.MaxWait)
 	defer deadline.Stop()
+	t := &ticket{ru: ru, done: make(chan booking, 1)}
+	q := &g.queues[k]
+	q.add(t)
 	turn := g.turns[k]
-	select {
-	case turn <- struct{}{}:
-	case <-deadline.C:
-		// Behind a queue longer than MaxWait: hand back.
-		d := g.o.MaxWait
-		scope := charges[k][len(charges[k])-1]
-		waited(scopeInfos[scope].metric, d+jitter(d))
-		return failure.Throttle(fmt.Errorf("the tenant's Graph %s budget is taken for the next %s", scope, d), d+jitter(d))
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	held := true
-	leave := func() {
-		if held {
-			<-turn
-			held = false
+	var b booking
+	for got := false; !got; {
+		select {
+		case b = <-t.done:
+			got = true
+		case turn <- struct{}{}:
+			select {
+			case b = <-t.done:
+				// Booked by the previous holder meanwhile.
+				<-turn
+				got = true
+			default:
+				b, got = g.book(ctx, k, t, start)
+				<-turn
+			}
+		case <-deadline.C:
+			if b, got = g.leave(q, t, g.queued(k)); !got {
+				return b.err
+			}
+		case <-ctx.Done():
+			if b, got = g.leave(q, t, ctx.Err()); !got {
+				return b.err
+			}
 		}
 	}
-	defer leave()
+	if b.err != nil {
+		return b.err
+	}
+	if b.wait > 0 {
+		if err := g.sleep(ctx, scopeInfos[b.scope].metric, b.wait); err != nil {
+			return err
+		}
+	}
+	// A pause or a decrease since the slot was booked gave it up:
+	// Retry-After is for everyone, and a slot booked at the old rate would
+	// overload the budget the decrease is for.
+	if g.invalidated(k, b.booked) && time.Since(start) < g.o.MaxWait {
+		return g.acquire(ctx, k, ru)
+	}
+	return g.pausedErr(k)
+}
+
+// queued is the failure.Throttle of a caller that waited MaxWait behind
+// its worker's queue: handed back, to come again later.
+func (g *Gate) queued(k Kind) error {
+	d := g.o.MaxWait
+	scope := charges[k][len(charges[k])-1]
+	waited(scopeInfos[scope].metric, d+jitter(d))
+	return failure.Throttle(fmt.Errorf("the tenant's Graph %s budget is taken for the next %s", scope, d), d+jitter(d))
+}
+
+// leave takes t out of the queue with err as its answer. When a booker
+// has t already, it waits for the booking (a round trip or two away) and
+// reports got: the slot is booked, and the caller should use it, unless
+// the booker answered err because the caller left.
+func (g *Gate) leave(q *queue, t *ticket, err error) (booking, bool) {
+	t.leaving.Store(true)
+	if q.remove(t) {
+		return booking{err: err}, false
+	}
+	b := <-t.done
+	return b, b.err == nil
+}
+
+// book books slots for the oldest callers of kind k, batch by batch,
+// until own's is booked; the caller holds the kind's turn, and started
+// waiting at start. Callers in a batch that fail all get the error: it is
+// about the budget they share (a scope taken for longer than MaxWait) or
+// the bucket.
+func (g *Gate) book(ctx context.Context, k Kind, own *ticket, start time.Time) (booking, bool) {
+	q := &g.queues[k]
+	left := func() error { return g.queued(k) }
 	for {
+		if time.Since(start) >= g.o.MaxWait && q.remove(own) {
+			// Booking for the callers ahead took all its time.
+			return booking{err: g.queued(k)}, true
+		}
+		batch := q.take(maxBatch)
+		if len(batch) == 0 {
+			// own was answered or left meanwhile.
+			select {
+			case b := <-own.done:
+				return b, true
+			default:
+				return booking{}, false
+			}
+		}
 		if err := g.pausedErr(k); err != nil {
-			return err
-		}
-		booked := g.now().UnixNano()
-		wait, scope, ok, err := g.reserve(ctx, k, ru, g.horizon())
-		if err != nil {
-			return err
-		}
-		if !ok {
-			// Not within the horizon yet: sleep until it is, keeping
-			// the turn.
-			if err := g.sleep(ctx, scopeInfos[scope].metric, wait-g.horizon()); err != nil {
-				return err
+			answer(batch, booking{err: err})
+		} else {
+			rus := make([]int, len(batch))
+			for i, t := range batch {
+				rus[i] = t.ru
 			}
-			continue
-		}
-		leave()
-		if wait > 0 {
-			if err := g.sleep(ctx, scopeInfos[scope].metric, wait); err != nil {
-				return err
+			booked := g.now().UnixNano()
+			from := g.horizon() / 2
+			waits, scope, n, err := g.reserveBatch(ctx, k, rus, from, g.horizon())
+			switch {
+			case err != nil:
+				answer(batch, booking{err: err})
+			case n == 0:
+				// Not within the horizon yet: sleep until it is, keeping
+				// the turn, with the callers back in the queue (they may
+				// leave meanwhile).
+				q.giveBack(batch, left)
+				if err := g.sleep(ctx, scopeInfos[scope].metric, waits[0]-from); err != nil {
+					q.remove(own)
+					return booking{err: err}, true
+				}
+				continue
+			default:
+				for i, t := range batch[:n] {
+					t.done <- booking{wait: waits[i], scope: scope, booked: booked}
+				}
+				q.giveBack(batch[n:], left)
 			}
 		}
-		// A pause or a decrease since the slot was booked gave it up:
-		// Retry-After is for everyone, and a slot booked at the old
-		// rate would overload the budget the decrease is for.
-		if g.invalidated(k, booked) && time.Since(start) < g.o.MaxWait {
-			return g.acquire(ctx, k, ru)
+		select {
+		case b := <-own.done:
+			return b, true
+		default:
 		}
-		return g.pausedErr(k)
+	}
+}
+
+func answer(ts []*ticket, b booking) {
+	for _, t := range ts {
+		t.done <- b
 	}
 }
 
@@ -437,44 +607,65 @@ func waited(scope string, d time.Duration) {
 	metrics.ThrottleWait.WithLabelValues(scope).Add(d.Seconds())
 }
 
-// reserve takes a slot in every paced scope of kind k, all or none, when
-// the last of them starts within horizon, and returns how long until it
-// starts and which scope that is; ok is false when it took nothing, the
-// wait then being until the slots could start. A wait beyond MaxWait is a
-// failure.Throttle: the caller is told to come back.
+// reserve takes a slot for one call of kind k costing ru resource units:
+// reserveBatch for one.
 func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duration) (time.Duration, Scope, bool, error) {
+	waits, scope, n, err := g.reserveBatch(ctx, k, []int{ru}, horizon, horizon)
+	return waits[0], scope, n == 1, err
+}
+
+// reserveBatch takes slots in every paced scope of kind k for the oldest
+// callers of rus (each one's resource units), one after the other, all
+// scopes or none, for as many of them as start within horizon: n, with
+// waits[i] how long until caller i's slot starts, and scope the one that
+// sets the first caller's. When the first caller's slot would start
+// later than from, it takes nothing: n is 0 and waits[0] is the wait. A
+// wait beyond MaxWait is a failure.Throttle: the callers are told to come
+// back.
+//
+// One read and one compare-and-set of each scope serve the whole batch,
+// which is what keeps pacing cheap under load; from below horizon makes
+// the batches of a steady queue larger than one.
+func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizon time.Duration) (waits []time.Duration, binding Scope, n int, err error) {
 	type slot struct {
 		s     Scope
 		st    paceState
 		rev   uint64
 		start int64
-		cost  float64
+		// costs are each caller's units of s; used their sum over the
+		// first n.
+		costs []float64
+		used  float64
 	}
+	waits = make([]time.Duration, len(rus))
 	var slots []slot
 	for _, s := range charges[k] {
 		if !g.paced(s) {
 			continue
 		}
-		cost := 1.0
-		if s == ScopeResourceUnits {
-			cost = float64(max(ru, 1))
+		costs := make([]float64, len(rus))
+		for i, ru := range rus {
+			costs[i] = 1
+			if s == ScopeResourceUnits {
+				costs[i] = float64(max(ru, 1))
+			}
 		}
-		slots = append(slots, slot{s: s, cost: cost})
+		slots = append(slots, slot{s: s, costs: costs})
 	}
 	if len(slots) == 0 {
-		return 0, ScopeUnknown, true, nil
+		return waits, ScopeUnknown, len(rus), nil
 	}
 	for {
 		// Read every scope first, so that a refusal takes nothing.
 		now := g.now().UnixNano()
 		var wait int64
-		binding := slots[len(slots)-1].s
+		binding = slots[len(slots)-1].s
 		var rate float64
 		for i := range slots {
 			sl := &slots[i]
 			st, rev, err := g.load(ctx, sl.s)
 			if err != nil {
-				return 0, ScopeUnknown, false, err
+				return waits, ScopeUnknown, 0, err
 			}
 			sl.st, sl.rev = st, rev
 			g.ctl[sl.s].init(&sl.st, now)
@@ -489,12 +680,35 @@ func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duratio
 			g.note(binding, 0, true)
 			after := d + jitter(d)
 			waited(scopeInfos[binding].metric, after)
-			return 0, binding, false, failure.Throttle(fmt.Errorf("the tenant's Graph %s budget of %.4g/s is taken for the next %s",
+			return waits, binding, 0, failure.Throttle(fmt.Errorf("the tenant's Graph %s budget of %.4g/s is taken for the next %s",
 				binding, rate, d.Round(time.Millisecond)), after)
 		}
-		if time.Duration(wait) > horizon {
+		if time.Duration(wait) > from {
 			g.note(binding, 0, true)
-			return time.Duration(wait), binding, false, nil
+			waits[0] = time.Duration(wait)
+			return waits, binding, 0, nil
+		}
+		// The callers whose slots, one after the other in every scope,
+		// start within the horizon.
+		n = 0
+		for i := range slots {
+			slots[i].used = 0
+		}
+		for n < len(rus) {
+			var w int64
+			for i := range slots {
+				sl := &slots[i]
+				at := sl.start + int64(sl.used/sl.st.Rate*float64(time.Second))
+				w = max(w, at-now)
+			}
+			if n > 0 && time.Duration(w) > horizon {
+				break
+			}
+			waits[n] = time.Duration(w)
+			for i := range slots {
+				slots[i].used += slots[i].costs[n]
+			}
+			n++
 		}
 		committed := 0
 		for i := range slots {
@@ -505,53 +719,65 @@ func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duratio
 				pct = 0 // seen before the last pause ended: stale
 			}
 			g.ctl[sl.s].observe(&sl.st, pct, pend.limited || sl.start > now && sl.s == binding)
-			sl.st.TAT = sl.start + int64(sl.cost/sl.st.Rate*float64(time.Second))
-			sl.st.Used += sl.cost
+			sl.st.TAT = sl.start + int64(sl.used/sl.st.Rate*float64(time.Second))
+			sl.st.Used += sl.used
 			err := g.save(ctx, sl.s, sl.st, sl.rev)
 			if err != nil {
 				g.restore(sl.s, pend)
 				if !errors.Is(err, errConflict) {
-					return 0, ScopeUnknown, false, err
+					return waits, ScopeUnknown, 0, err
 				}
 				break
 			}
 			committed++
 		}
 		if committed == len(slots) {
-			return time.Duration(wait), binding, true, nil
+			return waits, binding, n, nil
 		}
 		if committed > 0 {
 			// Another worker went first on a later scope while the
-			// earlier ones were taken: take that one's next slot,
+			// earlier ones were taken: take that one's next slots,
 			// however far, rather than waste the others.
-			return g.finish(ctx, slots[committed].s, slots[committed].cost, now, wait, binding)
+			for _, sl := range slots[committed:] {
+				if err := g.finish(ctx, sl.s, sl.costs[:n], now, waits); err != nil {
+					return waits, ScopeUnknown, 0, err
+				}
+			}
+			return waits, binding, n, nil
 		}
 	}
 }
 
-// finish takes the next slot of s whatever its distance, for a
-// reservation whose other slots are taken.
-func (g *Gate) finish(ctx context.Context, s Scope, cost float64, now, wait int64, binding Scope) (time.Duration, Scope, bool, error) {
+// finish takes the next slots of s whatever their distance, for the
+// callers of a batch whose other slots are taken, raising their waits
+// where s's slots come later.
+func (g *Gate) finish(ctx context.Context, s Scope, costs []float64, now int64, waits []time.Duration) error {
 	for {
 		st, rev, err := g.load(ctx, s)
 		if err != nil {
-			return 0, ScopeUnknown, false, err
+			return err
 		}
 		g.ctl[s].init(&st, now)
 		start := st.start(now)
-		st.TAT = start + int64(cost/st.Rate*float64(time.Second))
-		st.Used += cost
+		var used float64
+		at := make([]int64, len(costs))
+		for i, c := range costs {
+			at[i] = start + int64(used/st.Rate*float64(time.Second))
+			used += c
+		}
+		st.TAT = start + int64(used/st.Rate*float64(time.Second))
+		st.Used += used
 		err = g.save(ctx, s, st, rev)
 		if errors.Is(err, errConflict) {
 			continue
 		}
 		if err != nil {
-			return 0, ScopeUnknown, false, err
+			return err
 		}
-		if start-now > wait {
-			wait, binding = start-now, s
+		for i := range costs {
+			waits[i] = max(waits[i], time.Duration(at[i]-now))
 		}
-		return time.Duration(wait), binding, true, nil
+		return nil
 	}
 }
 
