@@ -23,10 +23,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -120,6 +122,20 @@ type Result struct {
 	NeighbourWrites int      `json:"neighbour_writes,omitempty"`
 	NeighbourBound  bool     `json:"neighbour_bound,omitempty"`
 	RecoveryS       *float64 `json:"recovery_s,omitempty"`
+
+	// NATSMsgsPerOnboarding is the messages the broker received from
+	// every client (workers and the benchmark's own publications) over
+	// the run, per onboarding: publications, requests, acks. Each is a
+	// round trip or a write of some worker's, which is where much of
+	// their CPU goes.
+	NATSMsgsPerOnboarding float64 `json:"nats_msgs_per_onboarding"`
+	// StoreBytes is what JetStream stores at the end of the run, streams
+	// and buckets; Keys the values each bucket holds (with history 1,
+	// one a key, delete markers included, until they expire).
+	StoreBytes uint64         `json:"store_bytes"`
+	Keys       map[string]int `json:"kv_keys,omitempty"`
+	// MaxRSSMiB is the largest resident set of any worker process.
+	MaxRSSMiB float64 `json:"max_worker_rss_mib"`
 }
 
 // ScopeResult is one limited scope of the emulator's, in a run.
@@ -294,6 +310,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 
 	fmt.Fprintf(o.Progress, "%s: publishing %d onboardings to %d worker processes (write budget %d/%s)\n",
 		mode.Name, o.N, o.Replicas, o.WriteLimit.N, o.WriteLimit.Per)
+	in0 := inMsgs(ns)
 	t0 := time.Now()
 	sim.RestartNeighbour()
 	samples := sample(ctx, sim, t0, o.Trace, js)
@@ -305,7 +322,8 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 		return Result{}, fmt.Errorf("%s: %w", mode.Name, err)
 	}
 	series := samples()
-	cpu, err := procs.stop()
+	in1 := inMsgs(ns)
+	cpu, rss, err := procs.stop()
 	if err != nil {
 		return Result{}, err
 	}
@@ -331,6 +349,9 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 		r.WritesPerOnboarding = float64(r.Writes) / float64(r.Onboarded)
 	}
 	r.WritesFloor = writesFloor(o.N)
+	r.NATSMsgsPerOnboarding = float64(in1-in0) / float64(o.N)
+	r.MaxRSSMiB = float64(rss) / (1 << 20)
+	r.StoreBytes, r.Keys = storage(ctx, ns, js)
 	r.Scopes, r.FloorS, r.Binding = floors(st)
 	if r.FloorS > 0 {
 		r.FloorRatio = r.MakespanS / r.FloorS
@@ -814,10 +835,12 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], " | ")
 }
 
-// stop ends the workers gracefully and returns the CPU time they used.
-func (p *procs) stop() (time.Duration, error) {
+// stop ends the workers gracefully and returns the CPU time they used and
+// the largest resident set of any, in bytes.
+func (p *procs) stop() (time.Duration, int64, error) {
 	p.stopping.Store(true)
 	var cpu time.Duration
+	var rss int64
 	for _, c := range p.cmds {
 		_ = c.Process.Signal(os.Interrupt)
 	}
@@ -825,12 +848,43 @@ func (p *procs) stop() (time.Duration, error) {
 		select {
 		case <-p.done[i]:
 		case <-time.After(30 * time.Second):
-			return 0, fmt.Errorf("worker %d did not exit within 30s of an interrupt", c.Process.Pid)
+			return 0, 0, fmt.Errorf("worker %d did not exit within 30s of an interrupt", c.Process.Pid)
 		}
 		cpu += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = max(rss, ru.Maxrss*1024) // kilobytes on Linux
+		}
 	}
 	p.cmds, p.done = nil, nil
-	return cpu, nil
+	return cpu, rss, nil
+}
+
+// inMsgs is how many messages the broker has received from clients.
+func inMsgs(ns *server.Server) int64 {
+	v, err := ns.Varz(nil)
+	if err != nil {
+		return 0
+	}
+	return v.InMsgs
+}
+
+// storage is what JetStream stores, and the keys of each bucket.
+func storage(ctx context.Context, ns *server.Server, js jetstream.JetStream) (uint64, map[string]int) {
+	var bytes uint64
+	if jsz, err := ns.Jsz(nil); err == nil {
+		bytes = jsz.Store
+	}
+	keys := map[string]int{}
+	for name := range js.KeyValueStoreNames(ctx).Name() {
+		kv, err := js.KeyValue(ctx, name)
+		if err != nil {
+			continue
+		}
+		if st, err := kv.Status(ctx); err == nil {
+			keys[name] = int(st.Values())
+		}
+	}
+	return bytes, keys
 }
 
 func (p *procs) kill() {

@@ -133,6 +133,10 @@ type Gate struct {
 	// whose it is to book for them (see acquire).
 	queues [numKinds]queue
 	turns  [numKinds]chan struct{}
+	// credits are slots booked ahead while their scopes were idle, for
+	// this worker's next callers of each kind (see book); only the
+	// holder of the kind's turn touches them.
+	credits [numKinds][]credit
 }
 
 type pending struct {
@@ -513,14 +517,21 @@ func (g *Gate) book(ctx context.Context, k Kind, own *ticket, start time.Time) (
 		}
 		if err := g.pausedErr(k); err != nil {
 			answer(batch, booking{err: err})
-		} else {
+		} else if batch = g.spend(k, batch); len(batch) > 0 {
 			rus := make([]int, len(batch))
 			for i, t := range batch {
 				rus[i] = t.ru
 			}
 			booked := g.now().UnixNano()
 			from := g.horizon() / 2
-			waits, scope, n, err := g.reserveBatch(ctx, k, rus, from, g.horizon())
+			waits, scope, n, err := g.reserveBatch(ctx, k, rus, from, g.horizon(), true)
+			if n > len(batch) {
+				// Slots booked ahead for callers to come.
+				for i := len(batch); i < n; i++ {
+					g.credits[k] = append(g.credits[k], credit{start: booked + int64(waits[i]), ru: rus[len(rus)-1], booked: booked})
+				}
+				n = len(batch)
+			}
 			switch {
 			case err != nil:
 				answer(batch, booking{err: err})
@@ -547,6 +558,41 @@ func (g *Gate) book(ctx context.Context, k Kind, own *ticket, start time.Time) (
 		default:
 		}
 	}
+}
+
+// credit is a slot of every scope of a kind, booked ahead.
+type credit struct {
+	// start is when the slot starts, and booked when it was booked,
+	// Unix ns; ru the resource units it holds.
+	start, booked int64
+	ru            int
+}
+
+// spend answers the callers of batch that this worker's credits can
+// serve, oldest first, and returns the others. Credits that a pause or a
+// decrease gave up (invalidated), or whose time is more than a horizon
+// past, are dropped: they are budget nobody used.
+func (g *Gate) spend(k Kind, batch []*ticket) []*ticket {
+	cs := g.credits[k]
+	if len(cs) == 0 {
+		return batch
+	}
+	now := g.now().UnixNano()
+	for len(cs) > 0 && (cs[0].start < now-int64(g.horizon()) || g.invalidated(k, cs[0].booked)) {
+		cs = cs[1:]
+	}
+	rest := batch[:0:0]
+	for _, t := range batch {
+		if len(cs) == 0 || cs[0].ru < t.ru {
+			rest = append(rest, t)
+			continue
+		}
+		c := cs[0]
+		cs = cs[1:]
+		t.done <- booking{wait: time.Duration(max(c.start-now, 0)), scope: charges[k][len(charges[k])-1], booked: c.booked}
+	}
+	g.credits[k] = cs
+	return rest
 }
 
 func answer(ts []*ticket, b booking) {
@@ -610,7 +656,7 @@ func waited(scope string, d time.Duration) {
 // reserve takes a slot for one call of kind k costing ru resource units:
 // reserveBatch for one.
 func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duration) (time.Duration, Scope, bool, error) {
-	waits, scope, n, err := g.reserveBatch(ctx, k, []int{ru}, horizon, horizon)
+	waits, scope, n, err := g.reserveBatch(ctx, k, []int{ru}, horizon, horizon, false)
 	return waits[0], scope, n == 1, err
 }
 
@@ -626,7 +672,7 @@ func (g *Gate) reserve(ctx context.Context, k Kind, ru int, horizon time.Duratio
 // One read and one compare-and-set of each scope serve the whole batch,
 // which is what keeps pacing cheap under load; from below horizon makes
 // the batches of a steady queue larger than one.
-func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizon time.Duration) (waits []time.Duration, binding Scope, n int, err error) {
+func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizon time.Duration, ahead bool) (waits []time.Duration, binding Scope, n int, err error) {
 	type slot struct {
 		s     Scope
 		st    paceState
@@ -693,6 +739,23 @@ func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizo
 		n = 0
 		for i := range slots {
 			slots[i].used = 0
+		}
+		if ahead && wait == 0 && len(rus) < maxBatch {
+			// Every scope idle: book ahead too, up to from, slots like
+			// the last caller's for callers to come, so that a scope far
+			// from its limit costs a round trip per batch, not per call.
+			last := rus[len(rus)-1]
+			for i := range slots {
+				c := slots[i].costs[len(rus)-1]
+				for len(slots[i].costs) < maxBatch {
+					slots[i].costs = append(slots[i].costs, c)
+				}
+			}
+			for len(rus) < maxBatch {
+				rus = append(rus, last)
+			}
+			waits = append(waits, make([]time.Duration, len(rus)-len(waits))...)
+			horizon = from
 		}
 		for n < len(rus) {
 			var w int64
