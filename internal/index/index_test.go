@@ -24,7 +24,7 @@ type message struct {
 	body    []byte
 }
 
-func joined(t *testing.T, id, email string) message {
+func joined(t testing.TB, id, email string) message {
 	t.Helper()
 	ev, err := events.NewJoined(id, "hr/test", events.Joined{Email: email, GivenName: "Ana", Surname: "Silva",
 		UsageLocation: "PT", Instance: "sales"}, time.Now())
