@@ -41,7 +41,7 @@ several onboardings; each is shown on its own.
 The workers keep an index, GUESTFLOW_INDEX, of which events belong to which onboarding
 id and address, so status reads only that person's events, plus what the index cannot
 know of yet: events stored before it existed, and inputs a step has not received yet.
-It keeps an address's newest 100 onboardings and an onboarding's newest 100 events.
+A lookup reads an address's newest 100 onboardings and an onboarding's newest 100 events.
 When the index has nothing for the argument (only events from before it existed, or
 whose indexing failed) or cannot be read, status reads the whole event log instead,
 which takes a moment on a large stream. --scan always reads the whole event log.`,

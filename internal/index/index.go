@@ -15,24 +15,42 @@
 // Keys, both hashed because event ids and addresses are any text and key
 // names are not:
 //
-//	o.<hash of the onboarding id>   {"seqs":[…]}: the GUESTFLOW sequences of the onboarding's messages
-//	e.<hash of the address>         {"onboardings":[{"key":"o.…","seq":…}]}: the address's onboardings
+//	o.<hash of the onboarding id>.<seq>                 empty: the message stored at GUESTFLOW sequence seq is the onboarding's
+//	e.<hash of the address>.<hash of the onboarding id>  the decimal sequence of the onboarding's latest message filed: the address has that onboarding
 //
 // where hash is the first 16 bytes of SHA-256 in hex, and the address is
-// lower-cased. Both lists are bounded (MaxEvents, MaxOnboardings) and keep
-// the newest. Keys expire the stream's MaxAge after their last write, when
-// every message they name has left the stream too. An address's key is
-// written only when an onboarding is added to it, so it may expire a few
-// hours before the last messages of its newest onboarding leave the
-// stream; status then finds no key for the address and scans.
+// lower-cased. A message is filed by putting its one or two keys, without
+// reading anything first and without a compare-and-set: a write is one
+// round trip to the broker, however many workers file into the same
+// onboarding or address at once, and filing a message again writes the
+// same keys. The reader lists the keys under an onboarding's or address's
+// prefix.
+//
+// An address's key holds the sequence of the message being filed, so the
+// latest put wins: the key says the onboarding's newest message the index
+// was told of (near enough: two workers filing two of its messages at once
+// may land in either order), not its first, which only a read or a
+// conditional write could keep. The value only orders an address's
+// onboardings for the bound below, and newest-by-latest-message is what
+// status wants there too; in exchange every message refreshes the key's
+// expiry, so it lasts as long as the onboarding's newest message.
+//
+// Nothing bounds a key's value any more, so the bounds apply on read
+// (MaxEvents, MaxOnboardings), keeping the newest. Keys expire the
+// stream's MaxAge after their last write, when the messages they name have
+// left the stream too (each was stored before its keys were written).
+//
+// Releases before this layout kept one key per onboarding and address,
+// with JSON lists: o.<hash> {"seqs":[…]} and e.<hash>
+// {"onboardings":[{"key":"o.…","seq":…}]}. The reader reads those too,
+// in the same listing, so a bucket written by an older release keeps
+// serving status until its keys expire; the writer never writes them.
 package index
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -43,13 +61,12 @@ import (
 // Bucket is the key-value bucket's name.
 const Bucket = "GUESTFLOW_INDEX"
 
-// Bounds on a key's value. An address onboarded over and over (a test
-// account, an HR system resending) or an onboarding id reused by a
-// publisher would otherwise grow one key without end, and a key's value
-// must fit the broker's max payload. The newest entries are kept: status
-// then shows an address's latest MaxOnboardings onboardings, and an
-// onboarding's latest MaxEvents events; `guestflow status --scan` reads
-// everything.
+// Bounds on what a lookup returns. An address onboarded over and over (a
+// test account, an HR system resending) or an onboarding id reused by a
+// publisher would otherwise make status read without end. The newest
+// entries are kept: status then shows an address's latest MaxOnboardings
+// onboardings (by their latest message), and an onboarding's latest
+// MaxEvents events; `guestflow status --scan` reads everything.
 const (
 	MaxOnboardings = 100
 	MaxEvents      = 100
@@ -111,56 +128,13 @@ func emailIn(data []byte) string {
 	return strings.ToLower(strings.TrimSpace(d.Email))
 }
 
-// onboarding is the value of an onboarding id's key.
-type onboarding struct {
-	// Seqs are the GUESTFLOW sequences of the onboarding's messages,
-	// ascending.
-	Seqs []uint64 `json:"seqs"`
-}
-
-// add adds seq and reports whether it was new.
-func (o *onboarding) add(seq uint64) bool {
-	i, found := slices.BinarySearch(o.Seqs, seq)
-	if found {
-		return false
-	}
-	o.Seqs = slices.Insert(o.Seqs, i, seq)
-	if n := len(o.Seqs); n > MaxEvents {
-		o.Seqs = slices.Delete(o.Seqs, 0, n-MaxEvents)
-	}
-	return true
-}
-
-// person is the value of an address's key.
-type person struct {
-	// Onboardings name the onboardings' keys, in the order of Seq.
-	Onboardings []ref `json:"onboardings"`
-}
-
-// ref is one onboarding of an address: its key, and the sequence of its
-// first message the index was told of.
-type ref struct {
-	Key string `json:"key"`
-	Seq uint64 `json:"seq"`
-}
-
-// add adds the onboarding keyed key, first seen at seq, and reports
-// whether it was new.
-func (p *person) add(key string, seq uint64) bool {
-	if slices.ContainsFunc(p.Onboardings, func(r ref) bool { return r.Key == key }) {
-		return false
-	}
-	p.Onboardings = append(p.Onboardings, ref{Key: key, Seq: seq})
-	slices.SortStableFunc(p.Onboardings, func(a, b ref) int { return cmp.Compare(a.Seq, b.Seq) })
-	if n := len(p.Onboardings); n > MaxOnboardings {
-		p.Onboardings = slices.Delete(p.Onboardings, 0, n-MaxOnboardings)
-	}
-	return true
-}
-
-// onboardingKey and emailKey name the keys; email is lower-cased already.
-func onboardingKey(id string) string { return "o." + hash(id) }
-func emailKey(email string) string   { return "e." + hash(email) }
+// Key prefixes: an onboarding id's keys are "o.<hash>.…", an address's
+// "e.<hash>.…"; "o.<hash>" and "e.<hash>" themselves are the keys of the
+// layout before.
+const (
+	onboardingPrefix = "o."
+	addressPrefix    = "e."
+)
 
 func hash(s string) string {
 	sum := sha256.Sum256([]byte(s))

@@ -2,14 +2,19 @@ package index_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/broker/brokertest"
@@ -24,7 +29,7 @@ type message struct {
 	body    []byte
 }
 
-func joined(t *testing.T, id, email string) message {
+func joined(t testing.TB, id, email string) message {
 	t.Helper()
 	ev, err := events.NewJoined(id, "hr/test", events.Joined{Email: email, GivenName: "Ana", Surname: "Silva",
 		UsageLocation: "PT", Instance: "sales"}, time.Now())
@@ -56,6 +61,34 @@ func add(t *testing.T, w *index.Writer, seq uint64, m message) {
 	if err := w.Add(t.Context(), seq, m.subject, m.header, m.body); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// keys returns the bucket's keys and their values.
+func keys(t *testing.T, js jetstream.JetStream) map[string]string {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), index.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k := range l.Keys() {
+		e, err := kv.Get(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[k] = string(e.Value())
+	}
+	return got
+}
+
+// sha is the index's hash, as documented.
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
 }
 
 func lookup(t *testing.T, js jetstream.JetStream, query string) ([]uint64, bool) {
@@ -102,24 +135,15 @@ func TestAMessageWithNeitherIDNorAddressIsNotFiled(t *testing.T) {
 	if err := w.Add(t.Context(), 1, events.SubjectJoined, nil, []byte("not an event")); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(t.Context(), index.Bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if keys, err := kv.ListKeys(t.Context()); err != nil {
-		t.Fatal(err)
-	} else {
-		var got []string
-		for k := range keys.Keys() {
-			got = append(got, k)
-		}
-		if len(got) > 0 {
-			t.Errorf("keys %v, want none", got)
-		}
+	if got := keys(t, js); len(got) > 0 {
+		t.Errorf("keys %v, want none", got)
 	}
 }
 
-func TestTheListsKeepTheNewest(t *testing.T) {
+// TestALookupKeepsTheNewest: the bounds are the reader's, every key is
+// written. An address's onboardings are ordered by their latest message,
+// so an old onboarding that moves again is among the newest.
+func TestALookupKeepsTheNewest(t *testing.T) {
 	js, w := open(t, index.Options{})
 	seq := uint64(0)
 	for i := range index.MaxOnboardings + 3 {
@@ -129,6 +153,15 @@ func TestTheListsKeepTheNewest(t *testing.T) {
 	got, _ := lookup(t, js, "ana@fabrikam.com")
 	if len(got) != index.MaxOnboardings || got[0] != 4 || got[len(got)-1] != seq {
 		t.Errorf("address: %d sequences from %v, want the newest %d", len(got), got[:3], index.MaxOnboardings)
+	}
+	if n := len(keys(t, js)); n != 2*(index.MaxOnboardings+3) {
+		t.Errorf("%d keys, want all %d written", n, 2*(index.MaxOnboardings+3))
+	}
+	seq++
+	add(t, w, seq, joined(t, "ob-0", "ana@fabrikam.com")) // the oldest, again
+	got, _ = lookup(t, js, "ana@fabrikam.com")
+	if len(got) != index.MaxOnboardings+1 || got[0] != 1 || got[1] != 5 || got[len(got)-1] != seq {
+		t.Errorf("address after ob-0 moved: %d sequences from %v, want ob-0's two and the newest %d others", len(got), got[:3], index.MaxOnboardings-1)
 	}
 	m := joined(t, "ob-reused", "liam@contoso.example")
 	for range index.MaxEvents + 3 {
@@ -141,9 +174,147 @@ func TestTheListsKeepTheNewest(t *testing.T) {
 	}
 }
 
+// TestTheKeysAreAsDocumented: one key per message of an onboarding, one
+// per onboarding of an address holding the sequence last filed; an
+// address of an id-less message files under the empty id's hash.
+func TestTheKeysAreAsDocumented(t *testing.T) {
+	js, w := open(t, index.Options{})
+	add(t, w, 7, joined(t, "ob-1", "Ana@Fabrikam.com"))
+	add(t, w, 9, joined(t, "ob-1", "ana@fabrikam.com"))
+	want := map[string]string{
+		"o." + sha("ob-1") + ".7":                          "",
+		"o." + sha("ob-1") + ".9":                          "",
+		"e." + sha("ana@fabrikam.com") + "." + sha("ob-1"): "9",
+	}
+	if got := keys(t, js); !maps.Equal(got, want) {
+		t.Errorf("keys\n%v\nwant\n%v", got, want)
+	}
+}
+
+// TestAddingAMessageTwiceChangesNothing: the step that publishes an event
+// and the one that receives it both file it.
+func TestAddingAMessageTwiceChangesNothing(t *testing.T) {
+	js, w := open(t, index.Options{})
+	a, b := joined(t, "ob-1", "ana@fabrikam.com"), joined(t, "ob-2", "ana@fabrikam.com")
+	add(t, w, 1, a)
+	add(t, w, 2, a)
+	add(t, w, 3, b)
+	before, seqs := keys(t, js), map[string][]uint64{}
+	for _, q := range []string{"ob-1", "ob-2", "ana@fabrikam.com"} {
+		seqs[q], _ = lookup(t, js, q)
+	}
+	add(t, w, 3, b)
+	add(t, w, 2, a)
+	if after := keys(t, js); len(after) != len(before) {
+		t.Errorf("keys %v, then %v", before, after)
+	}
+	for q, want := range seqs {
+		if got, found := lookup(t, js, q); !found || !slices.Equal(got, want) {
+			t.Errorf("%s: %v, then %v %v", q, want, got, found)
+		}
+	}
+}
+
+// TestTheLayoutBeforeIsStillRead: keys written by a release with one JSON
+// list per onboarding and address, and then new ones by this release, for
+// an onboarding that spans the upgrade.
+func TestTheLayoutBeforeIsStillRead(t *testing.T) {
+	js, w := open(t, index.Options{})
+	kv, err := js.KeyValue(t.Context(), index.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"o." + sha("ob-1"):                 `{"seqs":[1,3]}`,
+		"o." + sha("ob-old"):               `{"seqs":[2]}`,
+		"o." + sha("ob-broken"):            `not json`,
+		"e." + sha("ana@fabrikam.com"):     `{"onboardings":[{"key":"o.` + sha("ob-1") + `","seq":1},{"key":"o.` + sha("ob-old") + `","seq":2}]}`,
+		"e." + sha("liam@contoso.example"): `{"onboardings":[{"key":"o.` + sha("ob-gone") + `","seq":4}]}`,
+	} {
+		if _, err := kv.Put(t.Context(), k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(t, w, 5, joined(t, "ob-1", "ana@fabrikam.com")) // the onboarding goes on after the upgrade
+	add(t, w, 6, joined(t, "ob-new", "ana@fabrikam.com"))
+	for _, tc := range []struct {
+		query string
+		want  []uint64
+		found bool
+	}{
+		{"ob-1", []uint64{1, 3, 5}, true},
+		{"ob-old", []uint64{2}, true},
+		{"ana@fabrikam.com", []uint64{1, 2, 3, 5, 6}, true},
+		{"ob-broken", nil, false},           // a value that does not decode counts as none
+		{"liam@contoso.example", nil, true}, // an address key whose onboarding's key has expired
+	} {
+		if got, found := lookup(t, js, tc.query); found != tc.found || !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v %v, want %v %v", tc.query, got, found, tc.want, tc.found)
+		}
+	}
+}
+
+// TestAnAddIsOnePutPerKey: no read before the write, so a user allowed
+// only to publish to the bucket's subjects (and look it up) files
+// messages; and each key is one message to the broker.
+func TestAnAddIsOnePutPerKey(t *testing.T) {
+	ns := brokertest.Start(t, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "writer", Password: "writer", Permissions: &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: []string{"$JS.API.STREAM.INFO.KV_" + index.Bucket, "$KV." + index.Bucket + ".>"}},
+				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+			}},
+		}
+	})
+	connect := func(user string) (*nats.Conn, jetstream.JetStream) {
+		nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(user, user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, js
+	}
+	_, admin := connect("admin")
+	if _, err := index.Open(t.Context(), admin, index.Options{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	nc, js := connect("writer")
+	w, err := index.Open(t.Context(), js, index.Options{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		m    message
+		msgs uint64
+	}{
+		{joined(t, "ob-1", "ana@fabrikam.com"), 2},
+		{joined(t, "ob-1", "ana@fabrikam.com"), 2},
+		{joined(t, "ob-2", ""), 1},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		sent := nc.Stats().OutMsgs
+		err := w.Add(ctx, uint64(i+1), tc.m.subject, tc.m.header, tc.m.body)
+		cancel()
+		if err != nil {
+			t.Fatalf("add %d: %v", i+1, err)
+		}
+		if n := nc.Stats().OutMsgs - sent; n != tc.msgs {
+			t.Errorf("add %d: %d messages to the broker, want %d", i+1, n, tc.msgs)
+		}
+	}
+	if got, found := lookup(t, admin, "ana@fabrikam.com"); !found || !slices.Equal(got, []uint64{1, 2}) {
+		t.Errorf("ana: %v %v", got, found)
+	}
+}
+
 // TestConcurrentWritersLoseNothing has several workers file messages of
-// one onboarding and one address at once: every update is against the
-// revision read, so none overwrites another's.
+// one onboarding and one address at once: each writes keys of its own
+// messages, so none overwrites another's.
 func TestConcurrentWritersLoseNothing(t *testing.T) {
 	js, w := open(t, index.Options{})
 	const writers, each = 4, 10

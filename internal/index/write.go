@@ -2,10 +2,9 @@ package index
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,17 +13,15 @@ import (
 	"github.com/guestflow/guestflow/internal/provision"
 )
 
-// Writer adds messages to the index. Several workers add to the same keys
-// (each step adds the event it publishes and the input it receives), so
-// every write is an update against the revision read, tried again on a
-// conflict.
+// Writer adds messages to the index. Several workers add to the same
+// onboardings and addresses (each step adds the event it publishes and
+// the input it receives), but a message's keys say that message only, so
+// writers never conflict and no write reads first.
 type Writer struct {
 	js        jetstream.JetStream
+	pub       jetstream.JetStream
 	cfg       jetstream.KeyValueConfig
 	recreated func()
-
-	mu sync.Mutex
-	kv jetstream.KeyValue
 }
 
 // Options say how to keep the index.
@@ -41,11 +38,15 @@ type Options struct {
 	Recreated func()
 }
 
-// updateTries bounds the retries of one key's update against writers that
-// keep changing it first. Two writers of one key are one onboarding's
-// neighbouring steps or one address's simultaneous onboardings; a few
-// tries settle them.
-const updateTries = 8
+// putSubject is where a key is put: a key-value put is a publish to the
+// bucket's subject for the key, which is what the writer sends itself so
+// as to send a message's keys at once.
+const putSubject = "$KV." + Bucket + "."
+
+// ackTimeout bounds how long the writer's publisher remembers a put whose
+// acknowledgement has not come (a broker gone without the connection
+// noticing yet). Add gives up on it at its context's end, sooner.
+const ackTimeout = 30 * time.Second
 
 // BucketConfig is the bucket's configuration with keys kept for ttl.
 func BucketConfig(ttl time.Duration) jetstream.KeyValueConfig {
@@ -68,125 +69,105 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Writer, erro
 	}
 	cfg := BucketConfig(o.TTL)
 	cfg.Replicas = o.Replicas
-	kv, _, err := provision.KeyValue(ctx, js, cfg)
+	if _, _, err := provision.KeyValue(ctx, js, cfg); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	// A publisher of its own on the same connection, for the bound on
+	// unanswered puts, which is a setting of the whole JetStream context.
+	pub, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	return &Writer{js: js, cfg: cfg, recreated: o.Recreated, kv: kv}, nil
+	return &Writer{js: js, pub: pub, cfg: cfg, recreated: o.Recreated}, nil
 }
 
 // Add files the message stored at seq under its onboarding id and its
-// address, as Identify reads them. Adding a message twice changes
-// nothing, so every step may add what it receives without knowing whether
-// the step before added it when publishing it. A message with neither an
-// onboarding id nor an address is not filed: no query finds it but a scan.
+// address, as Identify reads them. Adding a message twice changes nothing
+// a reader sees, so every step may add what it receives without knowing
+// whether the step before added it when publishing it. A message with
+// neither an onboarding id nor an address is not filed: no query finds it
+// but a scan.
 func (w *Writer) Add(ctx context.Context, seq uint64, subject string, header map[string][]string, body []byte) error {
 	id := Identify(subject, header, body)
 	if id.OnboardingID == "" && id.Email == "" {
 		return nil
 	}
-	ok := onboardingKey(id.OnboardingID)
-	err := w.update(ctx, ok, func(b []byte) ([]byte, bool) {
-		var v onboarding
-		_ = json.Unmarshal(b, &v) // a value that does not decode starts over
-		if !v.add(seq) {
-			return nil, false
-		}
-		return mustJSON(v), true
-	})
-	if err != nil || id.Email == "" {
-		return err
+	o := hash(id.OnboardingID)
+	s := strconv.FormatUint(seq, 10)
+	keys := [2]keyValue{{key: onboardingPrefix + o + "." + s}}
+	n := 1
+	if id.Email != "" {
+		keys[1] = keyValue{key: addressPrefix + hash(id.Email) + "." + o, value: []byte(s)}
+		n++
 	}
-	return w.update(ctx, emailKey(id.Email), func(b []byte) ([]byte, bool) {
-		var v person
-		_ = json.Unmarshal(b, &v)
-		if !v.add(ok, seq) {
-			return nil, false
-		}
-		return mustJSON(v), true
-	})
+	return w.bucket(ctx, func() error { return w.put(ctx, keys[:n]) })
 }
 
-// update applies change to key's value (nil when there is none) until it
-// is stored against the revision it was read at, or change says there is
-// nothing to change.
-func (w *Writer) update(ctx context.Context, key string, change func([]byte) ([]byte, bool)) error {
-	for range updateTries {
-		err := w.bucket(ctx, func(kv jetstream.KeyValue) error {
-			var old []byte
-			var rev uint64
-			e, err := kv.Get(ctx, key)
-			switch {
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-			case err != nil:
-				return err
-			default:
-				old, rev = e.Value(), e.Revision()
-			}
-			b, changed := change(old)
-			if !changed {
-				return nil
-			}
-			if rev == 0 {
-				_, err = kv.Create(ctx, key, b)
-			} else {
-				_, err = kv.Update(ctx, key, b, rev)
-			}
-			return err
-		})
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			if err != nil {
-				return fmt.Errorf("index %s: %w", key, err)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("index %s: changed by another writer %d times in a row", key, updateTries)
+// keyValue is one key to put, and its value.
+type keyValue struct {
+	key   string
+	value []byte
 }
 
-// bucket runs op on the bucket, creating it again once when it was
-// deleted under the running writer. Only a lookup that finds it absent
-// creates it, as for the lease bucket: a restarting broker says "no
+// put puts keys, a message's one or two, at once and then waits for
+// their acknowledgements together: one round trip. It reports the first
+// failure.
+func (w *Writer) put(ctx context.Context, keys []keyValue) error {
+	var futures [2]jetstream.PubAckFuture
+	for i, k := range keys {
+		// With the publisher's retries on "no responders" (two, ¼ s
+		// apart), which ride out a leader election; after them bucket
+		// looks whether the bucket is gone.
+		f, err := w.pub.PublishMsgAsync(&nats.Msg{Subject: putSubject + k.key, Data: k.value})
+		if err != nil {
+			return fmt.Errorf("index %s: %w", k.key, err)
+		}
+		futures[i] = f
+	}
+	var first error
+	for i, f := range futures[:len(keys)] {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("index %s: %w", keys[i].key, err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("index %s: %w", keys[i].key, ctx.Err())
+		}
+	}
+	return first
+}
+
+// bucket runs op, creating the bucket again once when op failed because
+// it was deleted under the running writer. Only a lookup that finds it
+// absent creates it, as for the lease bucket: a restarting broker says "no
 // responders" for a moment too.
-func (w *Writer) bucket(ctx context.Context, op func(jetstream.KeyValue) error) error {
-	w.mu.Lock()
-	kv := w.kv
-	w.mu.Unlock()
-	err := op(kv)
+func (w *Writer) bucket(ctx context.Context, op func() error) error {
+	err := op()
 	if !gone(err) {
 		return err
 	}
-	kv, err = w.js.KeyValue(ctx, Bucket)
+	_, err = w.js.KeyValue(ctx, Bucket)
 	created := false
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = w.js.CreateKeyValue(ctx, w.cfg)
+		_, err = w.js.CreateKeyValue(ctx, w.cfg)
 		created = err == nil
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = w.js.KeyValue(ctx, Bucket) // another writer was first
+			err = nil // another writer was first
 		}
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("index: %w", err)
 	}
-	w.mu.Lock()
-	w.kv = kv
-	w.mu.Unlock()
 	if created && w.recreated != nil {
 		w.recreated()
 	}
-	return op(kv)
+	return op()
 }
 
 // gone reports whether err says the bucket's stream is not there.
 func gone(err error) bool {
 	return errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // the values are slices of numbers and hex strings
-	}
-	return b
 }
