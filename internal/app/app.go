@@ -64,6 +64,7 @@ func BuildSteps(ctx context.Context, cfg config.Config, creds Credentials, js je
 	if err != nil {
 		return nil, err
 	}
+	cred = newCachedCredential(cred)
 	if so.Token != nil {
 		cred = so.Token.watch(cred, graphScope(cfg.Tenant.GraphURL))
 	}
