@@ -10,6 +10,7 @@
 package bench
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -95,6 +96,11 @@ type Result struct {
 	P50S               float64        `json:"p50_s"`
 	P99S               float64        `json:"p99_s"`
 	CPUMsPerOnboarding float64        `json:"cpu_ms_per_onboarding"`
+	// IdleCPUMsPerS is what the worker processes together spend per
+	// second with nothing to do (consumers' pulls, watches, timers),
+	// measured over IdleMeasure before the publication: the part of
+	// CPUMsPerOnboarding that grows with the makespan, not with the work.
+	IdleCPUMsPerS float64 `json:"idle_cpu_ms_per_s"`
 	// WritesPerOnboarding is Writes over Onboarded; WritesFloor the
 	// fewest the procedure allows (an invitation, the profile, the
 	// license, and the group add where the instance has a group).
@@ -307,6 +313,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	if err := waitForConsumers(ctx, js); err != nil {
 		return Result{}, err
 	}
+	idle := procs.idle(ctx)
 
 	fmt.Fprintf(o.Progress, "%s: publishing %d onboardings to %d worker processes (write budget %d/%s)\n",
 		mode.Name, o.N, o.Replicas, o.WriteLimit.N, o.WriteLimit.Per)
@@ -345,6 +352,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	r.DeadLetters, r.DeadLetterReasons = w.deadLetters()
 	r.P50S, r.P99S = w.percentiles(t0)
 	r.CPUMsPerOnboarding = float64(cpu.Milliseconds()) / float64(o.N)
+	r.IdleCPUMsPerS = idle
 	if r.Onboarded > 0 {
 		r.WritesPerOnboarding = float64(r.Writes) / float64(r.Onboarded)
 	}
@@ -857,6 +865,68 @@ func (p *procs) stop() (time.Duration, int64, error) {
 	}
 	p.cmds, p.done = nil, nil
 	return cpu, rss, nil
+}
+
+// IdleMeasure is how long the workers are watched doing nothing.
+const IdleMeasure = 3 * time.Second
+
+// idle measures the CPU milliseconds per second the workers spend with
+// nothing to do, from /proc; 0 where there is none.
+func (p *procs) idle(ctx context.Context) float64 {
+	cpu := func() (total time.Duration, ok bool) {
+		for _, c := range p.cmds {
+			d, err := procCPU(c.Process.Pid)
+			if err != nil {
+				return 0, false
+			}
+			total += d
+		}
+		return total, true
+	}
+	// The workers settle first: their start-up (TLS, buckets) is not
+	// idling.
+	select {
+	case <-ctx.Done():
+		return 0
+	case <-time.After(time.Second):
+	}
+	a, ok := cpu()
+	if !ok {
+		return 0
+	}
+	select {
+	case <-ctx.Done():
+		return 0
+	case <-time.After(IdleMeasure):
+	}
+	b, ok := cpu()
+	if !ok {
+		return 0
+	}
+	return float64((b - a).Milliseconds()) / IdleMeasure.Seconds()
+}
+
+// procCPU is a process's user and system time so far, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; the fields after it do not.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // inMsgs is how many messages the broker has received from clients.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -141,6 +142,7 @@ func Resource(ctx context.Context, service, version string) (*resource.Resource,
 // Microsoft Graph SDK's HTTP layer, and W3C trace context the global
 // propagator. Start calls it; tests call it with an in-memory provider.
 func Install(tp trace.TracerProvider) {
+	installed.Store(true)
 	otel.SetTracerProvider(WithoutSDKSpans(tp))
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 }
@@ -172,6 +174,10 @@ func (f filtered) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
 }
 
 // provider is tp, or the global provider when tp is nil.
+// installed says Install has set a global provider: until then the
+// global one is OpenTelemetry's no-op, and Transport need not wrap.
+var installed atomic.Bool
+
 func provider(tp trace.TracerProvider) trace.TracerProvider {
 	if tp == nil {
 		return otel.GetTracerProvider()
