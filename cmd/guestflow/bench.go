@@ -167,6 +167,7 @@ Progress goes to stderr.`,
 	fl.StringSliceVar(&budgets, "budgets", matrixBudgets, "--matrix: the write budgets")
 	fl.StringSliceVar(&modes, "modes", matrixModes, "--matrix: the modes, of guestflow, static and baseline")
 	fl.Float64Var(&share, "neighbour-share", 0.3, "--matrix: the share of the tenant's write budget the neighbour takes")
+	fl.BoolVar(&o.Breakdown, "nats-breakdown", false, "also count the messages sent to the broker by kind of subject, per onboarding (nats_msgs_by_subject)")
 	fl.StringVar(&o.ProfileDir, "profile", "", "write each worker process's CPU profile to this directory (<mode>-worker-<i>.pprof; see docs/profiling.md)")
 	fl.BoolVar(&trace, "trace", false, "write the shared pacer's rates and the emulator's counters to stderr every quarter second")
 	return cmd

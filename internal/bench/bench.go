@@ -74,6 +74,10 @@ type Options struct {
 	// Trace, when set, receives a line every quarter second with the
 	// shared pacer's rates and the emulator's counters: for tuning.
 	Trace io.Writer
+	// Breakdown counts the messages clients publish by kind of subject
+	// (Result.NATSMsgsBySubject), through a subscription to every
+	// subject: a copy of each message more for the broker to send.
+	Breakdown bool
 	// ProfileDir, when set, is where each worker process writes a CPU
 	// profile of its whole run, <mode>-worker-<i>.pprof (docs/profiling.md).
 	ProfileDir string
@@ -142,6 +146,13 @@ type Result struct {
 	Keys       map[string]int `json:"kv_keys,omitempty"`
 	// MaxRSSMiB is the largest resident set of any worker process.
 	MaxRSSMiB float64 `json:"max_worker_rss_mib"`
+	// CallsByRoute are the API calls the emulator answered, per
+	// onboarding, by "<METHOD> <route>" (every status): what a tenant's
+	// and an instance's budgets are spent on.
+	CallsByRoute map[string]float64 `json:"calls_by_route,omitempty"`
+	// NATSMsgsBySubject, with Options.Breakdown, splits the messages
+	// published to the broker by kind (see subjectClass), per onboarding.
+	NATSMsgsBySubject map[string]float64 `json:"nats_msgs_by_subject,omitempty"`
 }
 
 // ScopeResult is one limited scope of the emulator's, in a run.
@@ -317,6 +328,12 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 
 	fmt.Fprintf(o.Progress, "%s: publishing %d onboardings to %d worker processes (write budget %d/%s)\n",
 		mode.Name, o.N, o.Replicas, o.WriteLimit.N, o.WriteLimit.Per)
+	var byClass *classCounter
+	if o.Breakdown {
+		if byClass, err = countSubjects(nc); err != nil {
+			return Result{}, err
+		}
+	}
 	in0 := inMsgs(ns)
 	t0 := time.Now()
 	sim.RestartNeighbour()
@@ -360,6 +377,17 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	r.NATSMsgsPerOnboarding = float64(in1-in0) / float64(o.N)
 	r.MaxRSSMiB = float64(rss) / (1 << 20)
 	r.StoreBytes, r.Keys = storage(ctx, ns, js)
+	if byClass != nil {
+		r.NATSMsgsBySubject = byClass.perOnboarding(o.N)
+	}
+	r.CallsByRoute = map[string]float64{}
+	for route, byStatus := range st.Calls {
+		total := 0
+		for _, n := range byStatus {
+			total += n
+		}
+		r.CallsByRoute[route] = math.Round(float64(total)/float64(o.N)*100) / 100
+	}
 	r.Scopes, r.FloorS, r.Binding = floors(st)
 	if r.FloorS > 0 {
 		r.FloorRatio = r.MakespanS / r.FloorS
@@ -927,6 +955,73 @@ func procCPU(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
+// classCounter counts messages by subjectClass.
+type classCounter struct {
+	sub *nats.Subscription
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+// countSubjects counts every message published from now on (replies to
+// requests included, as "_INBOX").
+func countSubjects(nc *nats.Conn) (*classCounter, error) {
+	c := &classCounter{n: map[string]int{}}
+	sub, err := nc.Subscribe(">", func(m *nats.Msg) {
+		k := subjectClass(m.Subject)
+		c.mu.Lock()
+		c.n[k]++
+		c.mu.Unlock()
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.sub = sub
+	return c, nil
+}
+
+func (c *classCounter) perOnboarding(n int) map[string]float64 {
+	_ = c.sub.Unsubscribe()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]float64, len(c.n))
+	for k, v := range c.n {
+		out[k] = math.Round(float64(v)/float64(n)*100) / 100
+	}
+	return out
+}
+
+// subjectClass names what a message is for, without its ids: an event's
+// subject; "<bucket> put <key's first tokens>" for a key-value write;
+// "<bucket> get <key's first tokens>" for a direct get; the JetStream API
+// call; "ack" with the step; "_INBOX" for a reply.
+func subjectClass(subject string) string {
+	t := strings.Split(subject, ".")
+	first := func(ts []string, n int) string { return strings.Join(ts[:min(n, len(ts))], ".") }
+	switch {
+	case strings.HasPrefix(subject, "_INBOX"):
+		return "_INBOX"
+	case t[0] == "$KV" && len(t) > 2:
+		depth := 1
+		if t[1] == throttle.Bucket {
+			depth = 3 // graph.pace.writes, graph.mail.slots, …
+		}
+		return t[1] + " put " + first(t[2:], depth)
+	case len(t) > 6 && t[1] == "API" && t[2] == "DIRECT" && t[5] == "$KV":
+		depth := 1
+		if t[6] == throttle.Bucket {
+			depth = 3
+		}
+		return t[6] + " get " + first(t[7:], depth)
+	case len(t) > 3 && t[0] == "$JS" && t[1] == "API":
+		return first(t, 4)
+	case len(t) > 3 && t[0] == "$JS" && t[1] == "ACK":
+		return "ack " + t[3]
+	case t[0] == "$JS":
+		return first(t, 3)
+	}
+	return subject
 }
 
 // inMsgs is how many messages the broker has received from clients.

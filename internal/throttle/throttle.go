@@ -684,6 +684,7 @@ func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizo
 		used  float64
 	}
 	waits = make([]time.Duration, len(rus))
+	callers := len(rus) // the real ones, before any booked ahead
 	var slots []slot
 	for _, s := range charges[k] {
 		if !g.paced(s) {
@@ -730,7 +731,12 @@ func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizo
 				binding, rate, d.Round(time.Millisecond)), after)
 		}
 		if time.Duration(wait) > from {
-			g.note(binding, 0, true)
+			if time.Duration(wait) > horizon {
+				// Demand beyond the rate, for the controller: callers
+				// wait longer than a horizon. (Between from and the
+				// horizon the booking merely waits to serve more.)
+				g.note(binding, 0, true)
+			}
 			waits[0] = time.Duration(wait)
 			return waits, binding, 0, nil
 		}
@@ -772,6 +778,10 @@ func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizo
 				slots[i].used += slots[i].costs[n]
 			}
 			n++
+		}
+		if n < callers {
+			// Callers left for later: demand beyond the rate.
+			g.note(binding, 0, true)
 		}
 		committed := 0
 		for i := range slots {
