@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,12 +134,42 @@ func project(r row, key string, cols []string) row {
 func (c *call) listSystemUsers() {
 	c.s.mu.Lock()
 	dv := c.s.syncLocked(c.inst, c.now)
-	rows := make([]row, 0, len(dv.order))
-	for _, su := range dv.order {
+	var rows []row
+	for _, su := range dv.rowsFor(c.r.URL.Query().Get("$filter")) {
 		rows = append(rows, su.row())
 	}
 	c.s.mu.Unlock()
 	c.query(systemuserEntity, rows)
+}
+
+// systemuserIndexed are the columns dvState's maps index.
+var systemuserIndexed = map[string]bool{"azureactivedirectoryobjectid": true, "systemuserid": true}
+
+// rowsFor are the rows that may match filter, in creation order: the
+// ones the maps hold for its ids, or every row when it does not narrow
+// (or does not parse: query reports that).
+func (dv *dvState) rowsFor(filter string) []*systemUser {
+	if filter == "" {
+		return dv.order
+	}
+	f, err := parseFilter(filter, systemuserEntity.entity)
+	if err != nil {
+		return dv.order
+	}
+	ids, ok := candidates(f, systemuserIndexed)
+	if !ok {
+		return dv.order
+	}
+	var out []*systemUser
+	for _, id := range ids {
+		for _, su := range []*systemUser{dv.byAAD[id], dv.byAAD[strings.ToLower(id)], dv.byID[id], dv.byID[strings.ToLower(id)]} {
+			if su != nil && !slices.Contains(out, su) {
+				out = append(out, su)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *systemUser) int { return a.seq - b.seq })
+	return out
 }
 
 // systemUserKey parses the key in systemusers(<id>).

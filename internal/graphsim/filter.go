@@ -117,6 +117,39 @@ func (e anyExpr) eval(r row, vars map[string]string) bool {
 	return false
 }
 
+// candidates returns values one of which every row e matches holds in an
+// indexed property (compared case-insensitively), or ok false when e does
+// not narrow the rows that way. indexed names the indexed properties,
+// string and GUID ones and string collections (through any). It lets a
+// lookup by address or object id read the few rows an index holds for
+// the value instead of every row, as Microsoft's directory does: a scan
+// per call makes an emulated tenant of 10,000 guests quadratic.
+func candidates(e expr, indexed map[string]bool) ([]string, bool) {
+	lit := func(c cmpExpr) bool { return c.litKind == kString || c.litKind == kGUID }
+	switch x := e.(type) {
+	case cmpExpr:
+		if !x.isVar && lit(x) && indexed[x.prop] {
+			return []string{x.lit}, true
+		}
+	case anyExpr:
+		if c, ok := x.body.(cmpExpr); ok && c.isVar && c.prop == x.v && lit(c) && indexed[x.prop] {
+			return []string{c.lit}, true
+		}
+	case orExpr:
+		l, okl := candidates(x.l, indexed)
+		r, okr := candidates(x.r, indexed)
+		if okl && okr {
+			return append(l, r...), true
+		}
+	case andExpr:
+		if l, ok := candidates(x.l, indexed); ok {
+			return l, true
+		}
+		return candidates(x.r, indexed)
+	}
+	return nil, false
+}
+
 // filterError is a $filter the emulator refuses; the message is OData's.
 type filterError struct{ msg string }
 

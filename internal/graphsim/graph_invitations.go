@@ -66,7 +66,7 @@ func (c *call) invite() {
 	st := c.s.st
 	u := c.guestByMail(addr)
 	if u == nil {
-		for _, other := range st.users {
+		for _, other := range st.byValue[strings.ToLower(addr)] {
 			if strings.EqualFold(other.mail, addr) || strings.EqualFold(other.upn, addr) {
 				c.fail(http.StatusBadRequest, "BadRequest", fmt.Sprintf("The invited user '%s' already exists in the directory as a member of this organization.", addr))
 				return
@@ -156,7 +156,7 @@ func isBareAddress(addr string) bool {
 
 // guestByMail finds an existing guest for an address. Caller holds s.mu.
 func (c *call) guestByMail(addr string) *user {
-	for _, u := range c.s.st.users {
+	for _, u := range c.s.st.byValue[strings.ToLower(addr)] {
 		if u.userType == "Guest" && strings.EqualFold(u.mail, addr) {
 			return u
 		}

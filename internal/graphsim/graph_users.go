@@ -120,7 +120,7 @@ func (c *call) listUsers() {
 
 	c.s.mu.Lock()
 	var found []graphUser
-	for _, u := range c.s.st.users {
+	for _, u := range c.s.st.usersFor(filter) {
 		// A replica that has not seen a new user yet cannot find it.
 		if c.s.lagging(u, c.now) {
 			continue

@@ -1,6 +1,7 @@
 package graphsim
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -172,7 +173,7 @@ func (s *Sim) seedState() *state {
 		st.skus = append(st.skus, &sku{skuID: k.id, part: k.part, enabled: s.seats})
 	}
 	for name := range s.instances {
-		st.dataverse[name] = &dvState{byAAD: map[string]*systemUser{}, byID: map[string]*systemUser{}}
+		st.dataverse[name] = &dvState{byAAD: map[string]*systemUser{}, byID: map[string]*systemUser{}, pending: slices.Clone(st.users)}
 	}
 	return st
 }

@@ -1,6 +1,7 @@
 package graphsim
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -9,11 +10,14 @@ import (
 // the emulator's load is small and one lock keeps every precondition check
 // and its write atomic, which is what Entra and Dataverse promise.
 type state struct {
-	users  []*user          // creation order
-	byID   map[string]*user // lower-case id
-	byUPN  map[string]*user // lower-case userPrincipalName
-	groups map[string]*group
-	skus   []*sku
+	users []*user          // creation order
+	byID  map[string]*user // lower-case id
+	byUPN map[string]*user // lower-case userPrincipalName
+	// byValue finds users by any of the properties userIndexed names,
+	// lower-cased, for $filter (usersFor).
+	byValue map[string][]*user
+	groups  map[string]*group
+	skus    []*sku
 
 	invitations map[string]*invitation
 	inviteCount map[string]int // per lower-case address, for deterministic invitation ids
@@ -24,6 +28,8 @@ type state struct {
 
 // user is an Entra user object.
 type user struct {
+	// seq is the user's place in state.users.
+	seq                    int
 	id, upn, mail          string
 	displayName            string
 	givenName, surname     string
@@ -77,10 +83,15 @@ type dvState struct {
 	byAAD map[string]*systemUser // by Entra object id
 	byID  map[string]*systemUser // by systemuserid
 	order []*systemUser
+	// pending are the tenant's users without a row here yet, in
+	// creation order: the ones the sync looks at.
+	pending []*user
 }
 
 // systemUser is a Dataverse systemuser row.
 type systemUser struct {
+	// seq is the row's place in dvState.order.
+	seq                                          int
 	id, aadID, email, fullName, domainName, buID string
 	roles                                        []string // role ids, in association order
 }
@@ -96,9 +107,51 @@ func (st *state) lookupUser(key string) *user {
 }
 
 func (st *state) addUser(u *user) {
+	u.seq = len(st.users)
 	st.users = append(st.users, u)
 	st.byID[strings.ToLower(u.id)] = u
 	st.byUPN[strings.ToLower(u.upn)] = u
+	if st.byValue == nil {
+		st.byValue = map[string][]*user{}
+	}
+	for _, v := range append([]string{u.id, u.upn, u.mail}, u.otherMails...) {
+		if v == "" {
+			continue
+		}
+		k := strings.ToLower(v)
+		if !slices.Contains(st.byValue[k], u) {
+			st.byValue[k] = append(st.byValue[k], u)
+		}
+	}
+	for _, dv := range st.dataverse {
+		dv.pending = append(dv.pending, u)
+	}
+}
+
+// userIndexed are the user properties byValue indexes: none of them
+// changes after a user is created.
+var userIndexed = map[string]bool{"id": true, "userPrincipalName": true, "mail": true, "otherMails": true}
+
+// usersFor are the users that may match filter, in creation order: those
+// byValue holds for its values, or every user when it does not narrow.
+func (st *state) usersFor(filter expr) []*user {
+	if filter == nil {
+		return st.users
+	}
+	vals, ok := candidates(filter, userIndexed)
+	if !ok {
+		return st.users
+	}
+	var out []*user
+	for _, v := range vals {
+		for _, u := range st.byValue[strings.ToLower(v)] {
+			if !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *user) int { return a.seq - b.seq })
+	return out
 }
 
 func (st *state) skuByID(skuID string) *sku {

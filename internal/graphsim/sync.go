@@ -12,16 +12,20 @@ import (
 // result depends only on the clock. Caller holds s.mu.
 func (s *Sim) syncLocked(in *instance, now time.Time) *dvState {
 	dv := s.st.dataverse[in.name]
-	for _, u := range s.st.users {
+	waiting := dv.pending[:0]
+	for _, u := range dv.pending {
 		if dv.byAAD[u.id] != nil {
-			continue
+			continue // added by the admin API meanwhile
 		}
 		ready, ok := s.syncReadyAt(in, u)
 		if !ok || now.Before(ready) {
+			waiting = append(waiting, u)
 			continue
 		}
 		dv.add(newSystemUser(in, u))
 	}
+	clear(dv.pending[len(waiting):])
+	dv.pending = waiting
 	return dv
 }
 
@@ -46,6 +50,7 @@ func newSystemUser(in *instance, u *user) *systemUser {
 }
 
 func (dv *dvState) add(su *systemUser) {
+	su.seq = len(dv.order)
 	dv.byAAD[su.aadID] = su
 	dv.byID[su.id] = su
 	dv.order = append(dv.order, su)
