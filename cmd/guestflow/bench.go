@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -111,6 +112,14 @@ Progress goes to stderr.`,
 				if err := os.MkdirAll(o.ProfileDir, 0o755); err != nil {
 					return fmt.Errorf("--profile: %w", err)
 				}
+				// The benchmark's own process too: the broker and the
+				// emulator run in it.
+				self := opsFlags{cpuProfile: filepath.Join(o.ProfileDir, "bench.pprof")}
+				stop, err := self.profile()
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			if matrix {
 				return runMatrix(cmd, o, budgets, modes, share)

@@ -150,8 +150,11 @@ type Result struct {
 	// onboarding, by "<METHOD> <route>" (every status): what a tenant's
 	// and an instance's budgets are spent on.
 	CallsByRoute map[string]float64 `json:"calls_by_route,omitempty"`
-	// NATSMsgsBySubject, with Options.Breakdown, splits the messages
-	// published to the broker by kind (see subjectClass), per onboarding.
+	// NATSMsgsBySubject, with Options.Breakdown, splits what a
+	// subscriber to every subject sees by kind (see subjectClass), per
+	// onboarding: publications, and the replies and pull deliveries the
+	// broker sends to requesters' inboxes (a delivery keeps its event's
+	// subject, so an event counts its publication and each delivery).
 	NATSMsgsBySubject map[string]float64 `json:"nats_msgs_by_subject,omitempty"`
 }
 

@@ -71,3 +71,37 @@ func TestOneBookingServesTheQueue(t *testing.T) {
 		t.Logf("%d bucket writes for %d calls", puts, n)
 	}
 }
+
+// TestCallersThatGiveUpNeverHang: callers whose contexts end, or who wait
+// longer than MaxWait behind the queue, while bookings for them are in
+// flight, all return, with a booking or an error, within their bounds.
+func TestCallersThatGiveUpNeverHang(t *testing.T) {
+	st := &slowStore{memStore: newMemStore(), rtt: time.Millisecond}
+	g := newGate(st, Options{Static: true, WriteRate: 50, InviteRate: 50, MaxWait: 150 * time.Millisecond}, time.Now)
+	var wg sync.WaitGroup
+	var booked, failed atomic.Int64
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*20*time.Millisecond)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- g.Acquire(ctx, Write) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					failed.Add(1)
+				} else {
+					booked.Add(1)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("a caller did not return within 5s")
+			}
+		}()
+	}
+	wg.Wait()
+	if booked.Load() == 0 || failed.Load() == 0 {
+		t.Errorf("%d booked, %d gave up: want some of each", booked.Load(), failed.Load())
+	}
+}

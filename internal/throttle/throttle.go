@@ -391,7 +391,11 @@ func (q *queue) take(n int) []*ticket {
 
 // giveBack puts tickets taken but not booked back at the front, in their
 // order, answering those whose callers left meanwhile with left's error.
+// Both look at leaving under the queue's lock, so a caller leaving while
+// its ticket is out is either found in the queue or answered here.
 func (q *queue) giveBack(ts []*ticket, left func() error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	var back []*ticket
 	for _, t := range ts {
 		if t.leaving.Load() {
@@ -400,9 +404,22 @@ func (q *queue) giveBack(ts []*ticket, left func() error) {
 		}
 		back = append(back, t)
 	}
+	q.waiting = append(back, q.waiting...)
+}
+
+// leaveQueue marks t as leaving and takes it out of the queue; false when
+// a booker has it.
+func (q *queue) leaveQueue(t *ticket) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.waiting = append(back, q.waiting...)
+	t.leaving.Store(true)
+	for i, w := range q.waiting {
+		if w == t {
+			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // acquire waits for budget for one request of kind k costing ru resource
@@ -444,11 +461,11 @@ func (g *Gate) acquire(ctx context.Context, k Kind, ru int) error {
 				<-turn
 			}
 		case <-deadline.C:
-			if b, got = g.leave(q, t, g.queued(k)); !got {
+			if b, got = g.leave(q, t, func() error { return g.queued(k) }); !got {
 				return b.err
 			}
 		case <-ctx.Done():
-			if b, got = g.leave(q, t, ctx.Err()); !got {
+			if b, got = g.leave(q, t, ctx.Err); !got {
 				return b.err
 			}
 		}
@@ -479,14 +496,13 @@ func (g *Gate) queued(k Kind) error {
 	return failure.Throttle(fmt.Errorf("the tenant's Graph %s budget is taken for the next %s", scope, d), d+jitter(d))
 }
 
-// leave takes t out of the queue with err as its answer. When a booker
+// leave takes t out of the queue with err's error as its answer. When a booker
 // has t already, it waits for the booking (a round trip or two away) and
 // reports got: the slot is booked, and the caller should use it, unless
 // the booker answered err because the caller left.
-func (g *Gate) leave(q *queue, t *ticket, err error) (booking, bool) {
-	t.leaving.Store(true)
-	if q.remove(t) {
-		return booking{err: err}, false
+func (g *Gate) leave(q *queue, t *ticket, err func() error) (booking, bool) {
+	if q.leaveQueue(t) {
+		return booking{err: err()}, false
 	}
 	b := <-t.done
 	return b, b.err == nil
