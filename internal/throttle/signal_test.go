@@ -1,6 +1,7 @@
 package throttle
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"testing"
@@ -134,5 +135,51 @@ func TestCostIsRememberedPerRoute(t *testing.T) {
 	}
 	if k4, _ := g.cost(Write, u("https://graph.example/v1.0/users/93ab")); k4 == key {
 		t.Error("a write shares a read's key")
+	}
+}
+
+// TestA429ThatNamesNoBudget: an unscoped 429 on a read pauses nobody and
+// slows nothing (every call spends resource units: one such answer must
+// not stop them all); on a write it pauses the writes, as it always did,
+// and slows nothing; a 429 that names a budget pauses and slows it.
+func TestA429ThatNamesNoBudget(t *testing.T) {
+	unscoped := Signal{Throttled: true, RetryAfter: 2 * time.Second}
+	scoped := Signal{Throttled: true, RetryAfter: 2 * time.Second, Scope: ScopeResourceUnits}
+	rate := func(g *Gate, s Scope) float64 {
+		st, _, err := g.load(context.Background(), s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Rate
+	}
+	for _, tc := range []struct {
+		name      string
+		k         Kind
+		sig       Signal
+		paused    Scope // ScopeUnknown: none
+		slowed    bool
+		slowScope Scope
+	}{
+		{"unscoped read", Read, unscoped, ScopeUnknown, false, ScopeResourceUnits},
+		{"unscoped write", Write, unscoped, ScopeWrites, false, ScopeWrites},
+		{"scoped read", Read, scoped, ScopeResourceUnits, true, ScopeResourceUnits},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGate(newMemStore(), Options{}, time.Now)
+			// A write gives both of its scopes a state.
+			if _, _, _, err := g.reserveBatch(context.Background(), Write, []int{1}, time.Second, time.Second, false); err != nil {
+				t.Fatal(err)
+			}
+			before := rate(g, tc.slowScope)
+			g.observe(context.Background(), tc.k, "", 0, tc.sig)
+			for _, s := range []Scope{ScopeResourceUnits, ScopeWrites} {
+				if p := g.pausedFor(scopeInfos[s].pause); (p > 0) != (s == tc.paused) {
+					t.Errorf("%v paused for %s after the 429, want paused: %v", s, p, s == tc.paused)
+				}
+			}
+			if after := rate(g, tc.slowScope); (after < before) != tc.slowed {
+				t.Errorf("%v's rate %v → %v, want slowed: %v", tc.slowScope, before, after, tc.slowed)
+			}
+		})
 	}
 }

@@ -62,12 +62,26 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // observe applies what an answer to a request of kind k says: a 429
-// pauses and slows the scope it blames; the resource units it reports
+// pauses and slows the scope it names; the resource units it reports
 // correct what its slot took (and are remembered for its route); a limit
 // percentage goes to the scope it is attributed to.
+//
+// A 429 that names no budget (no x-ms-throttle-scope or -information
+// guestflow knows, which Graph's identity budgets always send) is not
+// taken as one: it slows no rate, and a read's pauses nobody else, since
+// every call spends resource units and one such answer would otherwise
+// stop them all. A write's, an invitation's or a mail's still pauses its
+// scope (writes for the first two) for everyone, as guestflow always
+// did. Either way its caller waits its Retry-After (the runtime hands the
+// input back with that delay).
 func (g *Gate) observe(ctx context.Context, k Kind, route string, ru int, sig Signal) {
 	if sig.Throttled {
-		_ = g.throttled(ctx, blame(k, sig.Scope), sig.RetryAfter)
+		switch {
+		case sig.Scope != ScopeUnknown:
+			_ = g.throttled(ctx, blame(k, sig.Scope), sig.RetryAfter)
+		case k != Read:
+			_ = g.pause(ctx, scopeInfos[blame(k, sig.Scope)].pause, sig.RetryAfter)
+		}
 		return
 	}
 	if sig.ResourceUnits > 0 && route != "" {
