@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,16 +159,9 @@ func (dv *dvState) rowsFor(filter string) []*systemUser {
 	if !ok {
 		return dv.order
 	}
-	var out []*systemUser
-	for _, id := range ids {
-		for _, su := range []*systemUser{dv.byAAD[id], dv.byAAD[strings.ToLower(id)], dv.byID[id], dv.byID[strings.ToLower(id)]} {
-			if su != nil && !slices.Contains(out, su) {
-				out = append(out, su)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b *systemUser) int { return a.seq - b.seq })
-	return out
+	return gather(ids, func(id string) []*systemUser {
+		return []*systemUser{dv.byAAD[id], dv.byAAD[strings.ToLower(id)], dv.byID[id], dv.byID[strings.ToLower(id)]}
+	}, func(su *systemUser) int { return su.seq })
 }
 
 // systemUserKey parses the key in systemusers(<id>).

@@ -2,6 +2,7 @@ package graphsim
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -148,6 +149,22 @@ func candidates(e expr, indexed map[string]bool) ([]string, bool) {
 		return candidates(x.r, indexed)
 	}
 	return nil, false
+}
+
+// gather is the distinct non-nil rows find holds for any of vals, in the
+// order seq numbers them (creation order, as a scan returns them).
+func gather[T comparable](vals []string, find func(string) []T, seq func(T) int) []T {
+	var zero T
+	var out []T
+	for _, v := range vals {
+		for _, r := range find(v) {
+			if r != zero && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b T) int { return seq(a) - seq(b) })
+	return out
 }
 
 // filterError is a $filter the emulator refuses; the message is OData's.

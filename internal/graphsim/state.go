@@ -142,16 +142,8 @@ func (st *state) usersFor(filter expr) []*user {
 	if !ok {
 		return st.users
 	}
-	var out []*user
-	for _, v := range vals {
-		for _, u := range st.byValue[strings.ToLower(v)] {
-			if !slices.Contains(out, u) {
-				out = append(out, u)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b *user) int { return a.seq - b.seq })
-	return out
+	return gather(vals, func(v string) []*user { return st.byValue[strings.ToLower(v)] },
+		func(u *user) int { return u.seq })
 }
 
 func (st *state) skuByID(skuID string) *sku {
