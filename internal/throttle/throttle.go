@@ -370,13 +370,17 @@ func (q *queue) add(t *ticket) {
 func (q *queue) remove(t *ticket) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i, w := range q.waiting {
-		if w == t {
-			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
-			return true
-		}
+	return q.removeLocked(t)
+}
+
+// removeLocked is remove with q.mu held.
+func (q *queue) removeLocked(t *ticket) bool {
+	i := slices.Index(q.waiting, t)
+	if i < 0 {
+		return false
 	}
-	return false
+	q.waiting = slices.Delete(q.waiting, i, i+1)
+	return true
 }
 
 // take takes up to n of the oldest tickets out of the queue.
@@ -413,13 +417,7 @@ func (q *queue) leaveQueue(t *ticket) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	t.leaving.Store(true)
-	for i, w := range q.waiting {
-		if w == t {
-			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
-			return true
-		}
-	}
-	return false
+	return q.removeLocked(t)
 }
 
 // acquire waits for budget for one request of kind k costing ru resource
@@ -935,27 +933,19 @@ func (g *Gate) signalled(ctx context.Context, s Scope, pct float64) error {
 	if s <= ScopeUnknown || s >= numScopes || pct < NearAt || g.steady[s].Load() || !g.paced(s) {
 		return nil
 	}
-	for {
-		st, rev, err := g.load(ctx, s)
-		if err != nil {
-			return err
-		}
-		now := g.now().UnixNano()
-		g.ctl[s].init(&st, now)
-		if !g.ctl[s].signalled(&st, pct, now) {
+	changed := false
+	err := g.update(ctx, s, func(st *paceState, now int64) bool {
+		changed = g.ctl[s].signalled(st, pct, now)
+		if !changed {
 			g.steady[s].Store(st.Steady)
-			return nil
 		}
-		err = g.save(ctx, s, st, rev)
-		if errors.Is(err, errConflict) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		g.steady[s].Store(true)
-		return g.invalidate(ctx, s)
+		return changed
+	})
+	if err != nil || !changed {
+		return err
 	}
+	g.steady[s].Store(true)
+	return g.invalidate(ctx, s)
 }
 
 // charge adds units of s that a call spent beyond what its slot took
@@ -964,6 +954,17 @@ func (g *Gate) charge(ctx context.Context, s Scope, units float64) error {
 	if units == 0 || !g.paced(s) {
 		return nil
 	}
+	return g.update(ctx, s, func(st *paceState, now int64) bool {
+		st.TAT = max(st.TAT, now-int64(g.o.MaxWait)) + int64(units/st.Rate*float64(time.Second))
+		return true
+	})
+}
+
+// update applies change to scope s's shared state, read afresh and given
+// its rate (Controller.init) at the clock's now, and stores it by
+// compare-and-set, again from the read on a conflict; change reports
+// whether there is anything to store.
+func (g *Gate) update(ctx context.Context, s Scope, change func(st *paceState, now int64) bool) error {
 	for {
 		st, rev, err := g.load(ctx, s)
 		if err != nil {
@@ -971,9 +972,10 @@ func (g *Gate) charge(ctx context.Context, s Scope, units float64) error {
 		}
 		now := g.now().UnixNano()
 		g.ctl[s].init(&st, now)
-		st.TAT = max(st.TAT, now-int64(g.o.MaxWait)) + int64(units/st.Rate*float64(time.Second))
-		err = g.save(ctx, s, st, rev)
-		if !errors.Is(err, errConflict) {
+		if !change(&st, now) {
+			return nil
+		}
+		if err := g.save(ctx, s, st, rev); !errors.Is(err, errConflict) {
 			return err
 		}
 	}
