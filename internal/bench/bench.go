@@ -381,7 +381,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 	r.MaxRSSMiB = float64(rss) / (1 << 20)
 	r.StoreBytes, r.Keys = storage(ctx, ns, js)
 	if byClass != nil {
-		r.NATSMsgsBySubject = byClass.perOnboarding(o.N)
+		r.NATSMsgsBySubject = byClass.per(o.N)
 	}
 	r.CallsByRoute = map[string]float64{}
 	for route, byStatus := range st.Calls {
@@ -389,7 +389,7 @@ func Run(ctx context.Context, o Options, mode Mode) (_ Result, err error) {
 		for _, n := range byStatus {
 			total += n
 		}
-		r.CallsByRoute[route] = math.Round(float64(total)/float64(o.N)*100) / 100
+		r.CallsByRoute[route] = perOnboarding(total, o.N)
 	}
 	r.Scopes, r.FloorS, r.Binding = floors(st)
 	if r.FloorS > 0 {
@@ -984,15 +984,20 @@ func countSubjects(nc *nats.Conn) (*classCounter, error) {
 	return c, nil
 }
 
-func (c *classCounter) perOnboarding(n int) map[string]float64 {
+func (c *classCounter) per(n int) map[string]float64 {
 	_ = c.sub.Unsubscribe()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]float64, len(c.n))
 	for k, v := range c.n {
-		out[k] = math.Round(float64(v)/float64(n)*100) / 100
+		out[k] = perOnboarding(v, n)
 	}
 	return out
+}
+
+// perOnboarding is count over n onboardings, to two decimals.
+func perOnboarding(count, n int) float64 {
+	return math.Round(float64(count)/float64(n)*100) / 100
 }
 
 // subjectClass names what a message is for, without its ids: an event's
