@@ -36,16 +36,17 @@ import (
 //     forgotten when the rate reaches it with no signal: the budget has
 //     room again (a neighbour stopped). But after a 429's pause, the rate
 //     does not grow past where it is until a signal has come again (or
-//     RefillFor has passed): the pause emptied the window, which reads low
-//     because guestflow paused, not because the budget grew, until it has
-//     filled again.
+//     RefillFor has passed): the pause emptied the window, which reads
+//     low because guestflow paused, not because the budget grew, until it
+//     has filled again.
 //   - a signal under 0.9: approaching. Grow by NearStep (again up to just
-//     below the last 429's rate while that is remembered).
-//   - full, in a window whose percentages come in steps finer than 0.05:
-//     at the limit, to within a step (a window of more than 20 calls reads
-//     full only within a few percent of its limit). Come down by
-//     ProbeStep, to keep off the edge where a call that arrives late is a
-//     429: the one decrease a signal alone makes.
+//     below the last 429's rate while that is remembered, and never past
+//     it: the window refilling after the 429's pause reads low).
+//   - full (FineFullAt), in a window whose percentages come in steps finer
+//     than 0.05: at the limit, to within a few steps (a window of more
+//     than 20 calls reads full only within a few percent of its limit).
+//     Come down by ProbeStep, to keep off the edge where a call that
+//     arrives late is a 429: the one decrease a signal alone makes.
 //   - 0.9 or more otherwise: near, or full in a coarse window (a window of
 //     10 reads full anywhere above 90 %). Grow by NearStep back up to
 //     RecoverTo of the last 429's rate, and hold there. With no 429
@@ -85,9 +86,15 @@ type Controller struct {
 // Controller tuning. The steps are per Interval.
 const (
 	// NearAt and FullAt are the percentages that mean near and full;
-	// FullAt allows for Graph's rounding to two decimals.
-	NearAt = 0.9
-	FullAt = 0.995
+	// FullAt allows for Graph's rounding to two decimals. A fine window
+	// counts as full from FineFullAt: a window of 50 to 150 calls holds
+	// its limit's last few percent for calls that arrive late (the
+	// sender's scheduling, the network), which are 429s otherwise, and a
+	// 429 costs its whole-second Retry-After for everyone, far more than
+	// the few percent.
+	NearAt     = 0.9
+	FullAt     = 0.995
+	FineFullAt = 0.97
 
 	FarStep   = 0.15
 	NearStep  = 0.03
@@ -207,7 +214,7 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	if refilled || now-s.Resume >= RefillFor*int64(c.Interval) {
 		s.Refill = false
 	}
-	if (!limited || now-s.Dec < int64(c.Interval)) && !(pct >= FullAt && s.Fine) {
+	if (!limited || now-s.Dec < int64(c.Interval)) && !(pct >= FineFullAt && s.Fine) {
 		return false
 	}
 	old := s.Rate
@@ -218,8 +225,8 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	switch {
 	case !s.Steady:
 		s.Rate *= 2
-	case pct >= FullAt && s.Fine:
-		// Full, in steps of 2 % or less: at the limit, within a step.
+	case pct >= FineFullAt && s.Fine:
+		// Full, in steps of 2 % or less: at the limit, within a few.
 		// Back off by a little, to keep off the edge where a late call
 		// is a 429 and a Retry-After.
 		// (Not a decrease that holds off a 429's: Dec stays.)
@@ -234,8 +241,11 @@ func (c Controller) tick(s *paceState, now int64) bool {
 		}
 	case pct >= NearAt:
 		s.Rate *= 1 + ProbeStep
-	case pct > 0 && s.Rate < below:
-		s.Rate = min(s.Rate*(1+NearStep), below)
+	case pct > 0 && below > 0:
+		// Approaching, with a 429 remembered: a reading under 0.9 at or
+		// above the rate it came at is the window refilling after its
+		// pause, not room (that shows as no signal at all).
+		s.Rate = min(s.Rate*(1+NearStep), max(below, s.Rate))
 	case pct > 0:
 		// Shown, under 0.9: close enough that a far step would
 		// overshoot before the window shows it.
@@ -265,12 +275,17 @@ func (c Controller) tick(s *paceState, now int64) bool {
 // back to half, the last one known to leave room (as TCP halves its
 // window when slow start ends), and the slots booked at the old rate are
 // given up (the caller tells the sleepers: Gate.invalidate). It reports
-// whether it did so.
+// whether it did so. A rate held at the ceiling only ends slow start.
 func (c Controller) signalled(s *paceState, pct float64, now int64) bool {
 	if c.Static || s.Steady || pct < NearAt {
 		return false
 	}
 	s.Steady = true
+	if c.Ceiling > 0 && s.Rate >= c.Ceiling {
+		// Held at the ceiling, not doubled past what the window takes:
+		// the rate it came near at is no overshoot to undo.
+		return false
+	}
 	s.Rate = c.clamp(s.Rate / 2)
 	s.Dec = now
 	s.TAT = now

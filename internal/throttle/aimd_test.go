@@ -249,3 +249,43 @@ func TestRescaleMovesTheQueueToTheNewRate(t *testing.T) {
 		t.Errorf("TAT %d ns ahead, want half a second", s.TAT-1000)
 	}
 }
+
+// TestALowReadingAfterA429DoesNotPassIt: once the window refills after a
+// 429's pause it reads under 0.9 for a while at the rate the 429 came at;
+// that is the pause, not room, and the rate stays below the 429's.
+func TestALowReadingAfterA429DoesNotPassIt(t *testing.T) {
+	c := ctl()
+	s := fresh(c)
+	s.Steady, s.Rate = true, 50
+	now := step(c, s, 0.9, true, s.Rate*0.5)
+	c.throttled(s, now, now+int64(time.Second))
+	below := RecoverTo * s.Max
+	for i := range 10 {
+		step(c, s, 0.86, true, s.Rate*0.5)
+		if s.Rate > below+1e-9 {
+			t.Fatalf("interval %d after the 429: rate %v, want at most %v (%v × the 429's %v)", i+1, s.Rate, below, RecoverTo, s.Max)
+		}
+	}
+	if !near(s.Rate, below) {
+		t.Errorf("after 10 intervals approaching: rate %v, want back at %v", s.Rate, below)
+	}
+}
+
+// TestSlowStartAtTheCeilingEndsWithoutHalving: a rate held at its ceiling
+// (the invitations' at Microsoft's) did not overshoot when the window
+// comes near full, so it is not halved.
+func TestSlowStartAtTheCeilingEndsWithoutHalving(t *testing.T) {
+	c := ctl()
+	c.Ceiling = 15
+	s := fresh(c)
+	step(c, s, 0, true, s.Rate*0.5) // 10 → 20, held at 15
+	if !near(s.Rate, 15) || s.Steady {
+		t.Fatalf("rate %v (steady %v), want 15 in slow start", s.Rate, s.Steady)
+	}
+	if c.signalled(s, 0.95, s.Since+iv/4) {
+		t.Error("signalled gave the slots up at the ceiling")
+	}
+	if !s.Steady || !near(s.Rate, 15) {
+		t.Errorf("after the signal: rate %v (steady %v), want 15, steady", s.Rate, s.Steady)
+	}
+}

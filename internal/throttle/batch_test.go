@@ -21,7 +21,7 @@ func (s *slowStore) get(ctx context.Context, key string) ([]byte, uint64, error)
 	return s.memStore.get(ctx, key)
 }
 
-func (s *slowStore) put(ctx context.Context, key string, v []byte, rev uint64) error {
+func (s *slowStore) put(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
 	time.Sleep(s.rtt)
 	s.puts.Add(1)
 	return s.memStore.put(ctx, key, v, rev)

@@ -198,5 +198,6 @@ func (m *mailSlots) save(ctx context.Context, l mailLeases, rev uint64) error {
 	if err != nil {
 		return err
 	}
-	return m.g.st.put(ctx, keyMailSlots, b, rev)
+	_, err = m.g.st.put(ctx, keyMailSlots, b, rev)
+	return err
 }

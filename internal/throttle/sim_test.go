@@ -298,7 +298,7 @@ func (c simCase) rate() float64 {
 }
 
 // TestSimTrace logs the shared rate every quarter second of one run, for
-// tuning: SIM_TRACE=1 SIM_N=50 SIM_PER=1 go test -run TestSimTrace -v.
+// tuning: SIM_TRACE=1 SIM_N=50 SIM_PER=1 [SIM_CALLS=3000] go test -run TestSimTrace -v.
 func TestSimTrace(t *testing.T) {
 	if os.Getenv("SIM_TRACE") == "" {
 		t.Skip("SIM_TRACE not set")
@@ -308,6 +308,9 @@ func TestSimTrace(t *testing.T) {
 	c := simCase{workers: 3, callers: 16, write: simWindow{n: n, per: sec(per)}, tenant: simWindow{n: n, per: sec(per)},
 		latency: 0.002, spikeP: 0.01, spike: 0.03, seed: 1, interval: DefaultInterval, maxWait: 2 * time.Second, trace: t}
 	c.calls = int(c.rate() * 60)
+	if v, err := strconv.Atoi(os.Getenv("SIM_CALLS")); err == nil {
+		c.calls = v
+	}
 	r := runSim(t, c)
 	t.Logf("makespan %.2f floor %.2f 429s %d", r.makespan, float64(c.calls)/c.rate(), r.throttled)
 }

@@ -16,9 +16,9 @@ import (
 type store interface {
 	// get returns key's value and revision; nil and 0 when it is absent.
 	get(ctx context.Context, key string) ([]byte, uint64, error)
-	// put sets key to v if it is still at revision rev (0: absent), or
-	// returns errConflict.
-	put(ctx context.Context, key string, v []byte, rev uint64) error
+	// put sets key to v if it is still at revision rev (0: absent) and
+	// returns its new revision, or returns errConflict.
+	put(ctx context.Context, key string, v []byte, rev uint64) (uint64, error)
 }
 
 // errConflict means another worker changed the key first.
@@ -46,16 +46,16 @@ func (s kvStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
 	return e.Value(), e.Revision(), nil
 }
 
-func (s kvStore) put(ctx context.Context, key string, v []byte, rev uint64) error {
+func (s kvStore) put(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	var err error
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, key, v)
+		rev, err = s.kv.Create(ctx, key, v)
 	} else {
-		_, err = s.kv.Update(ctx, key, v, rev)
+		rev, err = s.kv.Update(ctx, key, v, rev)
 	}
-	return kvErr(err)
+	return rev, kvErr(err)
 }
 
 func kvErr(err error) error {
@@ -94,22 +94,97 @@ func (m *memStore) get(_ context.Context, key string) ([]byte, uint64, error) {
 	return e.v, e.rev, nil
 }
 
-func (m *memStore) put(_ context.Context, key string, v []byte, rev uint64) error {
+func (m *memStore) put(_ context.Context, key string, v []byte, rev uint64) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.vals[key].rev != rev {
-		return errConflict
+		return 0, errConflict
 	}
 	m.rev++
 	m.vals[key] = memEntry{v: append([]byte(nil), v...), rev: m.rev}
-	return nil
+	return m.rev, nil
+}
+
+// paceCache holds the pacing keys as the watch last delivered them, or as
+// this worker last wrote them: a booking reads its scopes from it rather
+// than from the bucket, which saves a round trip per scope per booking
+// (most of the pacer's messages when every booking read first). The
+// compare-and-set that follows still decides: a value another worker has
+// changed meanwhile fails it, and the key is then read from the bucket.
+type paceCache struct {
+	mu   sync.Mutex
+	on   bool // the watch is open; without it nothing is kept
+	keys map[string]cached
+}
+
+type cached struct {
+	b   []byte
+	rev uint64
+}
+
+// remember keeps key's value at rev, unless a later one is kept already.
+func (c *paceCache) remember(key string, b []byte, rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on {
+		return
+	}
+	if old, ok := c.keys[key]; ok && old.rev >= rev {
+		return
+	}
+	c.keys[key] = cached{b, rev}
+}
+
+// lookup returns key's kept value; ok is false when there is none.
+func (c *paceCache) lookup(key string) (cached, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.keys[key]
+	return v, ok
+}
+
+// forget drops key, whose kept value proved stale.
+func (c *paceCache) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.keys, key)
+}
+
+// start keeps values from now on; stop empties the cache and keeps
+// nothing until the next start: the watch has ended, and values kept
+// without it could stay older than the bucket's for long.
+func (c *paceCache) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = true
+	if c.keys == nil {
+		c.keys = map[string]cached{}
+	}
+}
+
+func (c *paceCache) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = false
+	clear(c.keys)
 }
 
 // load reads scope s's pacing state; the zero state when it has none.
 func (g *Gate) load(ctx context.Context, s Scope) (paceState, uint64, error) {
-	b, rev, err := g.st.get(ctx, scopeInfos[s].key)
-	if err != nil || b == nil {
-		return paceState{}, rev, err
+	key := scopeInfos[s].key
+	var b []byte
+	var rev uint64
+	if c, ok := g.cache.lookup(key); ok {
+		b, rev = c.b, c.rev
+	} else {
+		var err error
+		if b, rev, err = g.st.get(ctx, key); err != nil {
+			return paceState{}, rev, err
+		}
+		g.cache.remember(key, b, rev)
+	}
+	if b == nil {
+		return paceState{}, rev, nil
 	}
 	var st paceState
 	if err := json.Unmarshal(b, &st); err != nil {
@@ -126,5 +201,13 @@ func (g *Gate) save(ctx context.Context, s Scope, st paceState, rev uint64) erro
 	if err != nil {
 		return err
 	}
-	return g.st.put(ctx, scopeInfos[s].key, b, rev)
+	key := scopeInfos[s].key
+	rev, err = g.st.put(ctx, key, b, rev)
+	switch {
+	case err == nil:
+		g.cache.remember(key, b, rev)
+	case errors.Is(err, errConflict):
+		g.cache.forget(key)
+	}
+	return err
 }

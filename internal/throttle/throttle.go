@@ -43,6 +43,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,10 +67,11 @@ const Bucket = "GUESTFLOW_THROTTLE"
 // rolling upgrade) then pace apart, rather than misreading each other's
 // keys, and still share graph.pause.
 const (
-	keyWrites         = "graph.pace.writes"
-	keyInvites        = "graph.pace.invitations"
-	keyResourceUnits  = "graph.pace.ru"
-	keyMail           = "graph.pace.mail"
+	keyPace           = "graph.pace."
+	keyWrites         = keyPace + "writes"
+	keyInvites        = keyPace + "invitations"
+	keyResourceUnits  = keyPace + "ru"
+	keyMail           = keyPace + "mail"
 	keyMailSlots      = "graph.mail.slots"
 	keyPause          = "graph.pause" // writes; the other scopes' are graph.pause.<scope>
 	keyDataversePause = "dataverse.*.pause"
@@ -78,7 +80,8 @@ const (
 // Options configure a Gate.
 type Options struct {
 	// WriteRate caps identity writes per second for the whole tenant and
-	// InviteRate invitations; 0 is no cap. The adaptive pacer finds the
+	// InviteRate invitations; 0 is no cap for writes and Microsoft's
+	// published 150 per 5 s for invitations. The adaptive pacer finds the
 	// rates below the caps. With Static, they are the rates (0: not paced).
 	WriteRate, InviteRate float64
 	// Static paces writes and invitations at exactly WriteRate and
@@ -87,7 +90,7 @@ type Options struct {
 	// benchmark. 429 pauses are shared either way.
 	Static bool
 	// MaxWait is the longest pacing wait slept in place; longer waits are
-	// handed back to the broker. Default 2s.
+	// handed back to the broker. Default DefaultMaxWait.
 	MaxWait time.Duration
 	// Interval is how often each scope's rate may move, tenant-wide.
 	// Default DefaultInterval.
@@ -96,6 +99,16 @@ type Options struct {
 	// bucket (0 means 1); see provision.KeyValue.
 	Replicas int
 }
+
+// DefaultMaxWait is how long a call waits in place for its slot before
+// its input is handed back to the broker. Long enough for a worker's
+// queue at a budget's rate (a step's callers at the invitations' 29 a
+// second take about 2 s): an input handed back loses its place to the
+// inputs delivered meanwhile and comes back at its delay, jitter added,
+// so that the last inputs of a batch trail the others by the delay. An
+// input that waits keeps its message with in-progress acks, and its wait
+// ends with the drain.
+const DefaultMaxWait = 10 * time.Second
 
 // DefaultInterval is how often the adaptive pacer moves a rate: short, so
 // that the rate is found within seconds of a start or of a neighbour
@@ -106,6 +119,18 @@ const DefaultInterval = 500 * time.Millisecond
 // from before it has learnt anything: what guestflow paced at before it
 // adapted (a tenth kept for other applications and for clock skew).
 const startShare = 0.9
+
+// inviteCeilingShare is the share of Microsoft's published invitation
+// rate the adaptive pacer goes up to, unless told a ceiling
+// (Options.InviteRate). The invitation manager's budget is the same for
+// every tenant and other apps only take from it, so no rate above
+// Microsoft's is worth probing for; and slow start's overshoot would fill
+// a window of 5 s long before the percentage shows it, then meet the 429s
+// of a window that refills at the pace it was filled. Not quite at the
+// rate: a window of 150 reads full one call from its limit, and a call
+// that arrives late is then a 429, a Retry-After of a whole second for
+// everyone.
+const inviteCeilingShare = 0.98
 
 // Gate is one worker's view of the tenant's shared Graph budget.
 type Gate struct {
@@ -123,6 +148,8 @@ type Gate struct {
 	sig     signals
 	mu      sync.Mutex
 	pending [numScopes]pending
+	// cache holds the pacing keys, kept by the watch (see paceCache).
+	cache paceCache
 	// costs remembers each route's resource units (ruKey → int).
 	costs sync.Map
 	mail  *mailSlots
@@ -168,6 +195,13 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 		return nil, fmt.Errorf("throttle: %w", err)
 	}
 	g := newGate(kvStore{kv}, o, time.Now)
+	// Bookings read the pacing keys from the watch and from the bucket
+	// only when another worker overtook that copy: read one now, so that
+	// a worker without the permission says so at start, not at its first
+	// contended booking.
+	if _, _, err := g.st.get(ctx, keyWrites); err != nil {
+		return nil, fmt.Errorf("throttle: reading the pacing state: %w", provision.Denied(js.Conn(), err))
+	}
 	w, err := g.watch(ctx, kv)
 	if err != nil {
 		return nil, fmt.Errorf("throttle: watching the pauses: %w", provision.Denied(js.Conn(), err))
@@ -180,7 +214,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Gate, error)
 // (Open's, or a test's raisePause).
 func newGate(st store, o Options, now func() time.Time) *Gate {
 	if o.MaxWait <= 0 {
-		o.MaxWait = 2 * time.Second
+		o.MaxWait = DefaultMaxWait
 	}
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
@@ -194,9 +228,18 @@ func newGate(st store, o Options, now func() time.Time) *Gate {
 			c.Ceiling = o.WriteRate
 		case ScopeInvitations:
 			c.Ceiling = o.InviteRate
+			if c.Ceiling == 0 {
+				c.Ceiling = inviteCeilingShare * pub
+			}
 		}
 		if o.Static {
-			c = Controller{Static: true, Start: c.Ceiling}
+			c = Controller{Static: true}
+			switch s {
+			case ScopeWrites:
+				c.Start = o.WriteRate
+			case ScopeInvitations:
+				c.Start = o.InviteRate
+			}
 		}
 		g.ctl[s] = c
 	}
@@ -213,9 +256,13 @@ func (g *Gate) paced(s Scope) bool {
 	return !g.ctl[s].Static || g.ctl[s].Start > 0
 }
 
-// watch follows every pause key, and the mail slots.
+// watch follows every pause key, the mail slots and the pacing keys.
 func (g *Gate) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
-	return kv.WatchFiltered(ctx, []string{keyPause, keyPause + ".*", keyDataversePause, keyMailSlots})
+	w, err := kv.WatchFiltered(ctx, []string{keyPause, keyPause + ".*", keyDataversePause, keyMailSlots, keyPace + "*"})
+	if err == nil {
+		g.cache.start()
+	}
+	return w, err
 }
 
 // follow keeps the local pauses in step with the bucket, so checking it costs
@@ -224,6 +271,7 @@ func (g *Gate) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyW
 func (g *Gate) follow(ctx context.Context, kv jetstream.KeyValue, w jetstream.KeyWatcher) {
 	for {
 		g.drain(ctx, w)
+		g.cache.stop()
 		_ = w.Stop()
 		for {
 			select {
@@ -254,6 +302,10 @@ func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 			}
 			if e.Key() == keyMailSlots {
 				g.mail.notify()
+				continue
+			}
+			if strings.HasPrefix(e.Key(), keyPace) {
+				g.cache.remember(e.Key(), e.Value(), e.Revision())
 				continue
 			}
 			if v, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
@@ -805,7 +857,7 @@ func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizo
 			if pend.at < sl.st.Resume {
 				pct = 0 // seen before the last pause ended: stale
 			}
-			g.ctl[sl.s].observe(&sl.st, pct, pend.limited || sl.start > now && sl.s == binding)
+			g.ctl[sl.s].observe(&sl.st, pct, pend.limited || sl.start-now > int64(horizon) && sl.s == binding)
 			sl.st.TAT = sl.start + int64(sl.used/sl.st.Rate*float64(time.Second))
 			sl.st.Used += sl.used
 			err := g.save(ctx, sl.s, sl.st, sl.rev)
@@ -1014,7 +1066,7 @@ func (g *Gate) pause(ctx context.Context, key string, d time.Duration) error {
 		if cur >= until {
 			return nil
 		}
-		err = g.st.put(ctx, key, []byte(strconv.FormatInt(until, 10)), rev)
+		_, err = g.st.put(ctx, key, []byte(strconv.FormatInt(until, 10)), rev)
 		if !errors.Is(err, errConflict) {
 			return err
 		}

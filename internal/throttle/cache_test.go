@@ -1,0 +1,107 @@
+package throttle
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// watchedStore is a memStore that counts its reads and, as the bucket's
+// watch does, tells the gates' caches of every pacing key written, unless
+// told to lose the notifications.
+type watchedStore struct {
+	*memStore
+	gets  atomic.Int64
+	gates []*Gate
+	lose  bool
+}
+
+func (s *watchedStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	s.gets.Add(1)
+	return s.memStore.get(ctx, key)
+}
+
+func (s *watchedStore) put(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
+	rev, err := s.memStore.put(ctx, key, v, rev)
+	if err == nil && !s.lose && strings.HasPrefix(key, keyPace) {
+		for _, g := range s.gates {
+			g.cache.remember(key, v, rev)
+		}
+	}
+	return rev, err
+}
+
+// bookAll books one write slot after another, alternating between the
+// gates, and returns the slots' times.
+func bookAll(t *testing.T, gates []*Gate, n int, now func() time.Time) []time.Time {
+	t.Helper()
+	var at []time.Time
+	for i := range n {
+		wait, _, ok, err := gates[i%len(gates)].reserve(context.Background(), Write, 1, time.Hour)
+		if err != nil || !ok {
+			t.Fatalf("booking %d: ok %v, %v", i, ok, err)
+		}
+		at = append(at, now().Add(wait))
+	}
+	return at
+}
+
+// TestBookingsReadTheWatchedState: with the watch open, a booking takes
+// its scopes' state from the cache and costs only its compare-and-set;
+// the slots two workers book are still one after the other at the rate.
+func TestBookingsReadTheWatchedState(t *testing.T) {
+	st := &watchedStore{memStore: newMemStore()}
+	clock := time.Unix(1_000_000, 0)
+	now := func() time.Time { return clock }
+	const rate = 50.0
+	o := Options{Static: true, WriteRate: rate, MaxWait: time.Hour}
+	gates := []*Gate{newGate(st, o, now), newGate(st, o, now)}
+	for _, g := range gates {
+		g.cache.start()
+	}
+	st.gates = gates
+	at := bookAll(t, gates, 100, now)
+	if gets := st.gets.Load(); gets > 1 {
+		t.Errorf("%d reads of the bucket for 100 bookings, want at most the first", gets)
+	}
+	assertSpaced(t, at, rate)
+}
+
+// TestAStaleCacheCostsARead: a worker whose cache missed another's
+// bookings (a watch that lags) fails its compare-and-set, reads the key,
+// and books after them, never on top of them.
+func TestAStaleCacheCostsARead(t *testing.T) {
+	st := &watchedStore{memStore: newMemStore()}
+	clock := time.Unix(1_000_000, 0)
+	now := func() time.Time { return clock }
+	const rate = 50.0
+	o := Options{Static: true, WriteRate: rate, MaxWait: time.Hour}
+	a, b := newGate(st, o, now), newGate(st, o, now)
+	a.cache.start()
+	b.cache.start()
+	st.gates = []*Gate{a, b}
+	at := bookAll(t, []*Gate{a, b}, 10, now)
+	st.lose = true // b's cache no longer hears of a's bookings
+	at = append(at, bookAll(t, []*Gate{a}, 10, now)...)
+	before := st.gets.Load()
+	at = append(at, bookAll(t, []*Gate{b}, 1, now)...)
+	if st.gets.Load() == before {
+		t.Error("the stale booking read nothing from the bucket: it cannot have seen a's bookings")
+	}
+	assertSpaced(t, at, rate)
+}
+
+// assertSpaced checks that no two slots are closer than the rate allows.
+func assertSpaced(t *testing.T, at []time.Time, rate float64) {
+	t.Helper()
+	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
+	gap := time.Duration(float64(time.Second) / rate)
+	for i := 1; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d < gap-time.Microsecond {
+			t.Fatalf("slots %d and %d are %s apart, want at least %s (%g/s)", i-1, i, d, gap, rate)
+		}
+	}
+}
