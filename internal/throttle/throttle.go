@@ -80,8 +80,8 @@ const (
 // Options configure a Gate.
 type Options struct {
 	// WriteRate caps identity writes per second for the whole tenant and
-	// InviteRate invitations; 0 is no cap for writes and Microsoft's
-	// published 150 per 5 s for invitations. The adaptive pacer finds the
+	// InviteRate invitations; 0 is no cap for writes, and for invitations
+	// inviteCeilingShare of Microsoft's 150 per 5 s. The adaptive pacer finds the
 	// rates below the caps. With Static, they are the rates (0: not paced).
 	WriteRate, InviteRate float64
 	// Static paces writes and invitations at exactly WriteRate and
