@@ -1007,21 +1007,22 @@ func perOnboarding(count, n int) float64 {
 func subjectClass(subject string) string {
 	t := strings.Split(subject, ".")
 	first := func(ts []string, n int) string { return strings.Join(ts[:min(n, len(ts))], ".") }
+	// kv names an operation on a bucket's key by the key's first token,
+	// or three of the throttle bucket's (graph.pace.writes, …).
+	kv := func(bucket, op string, key []string) string {
+		depth := 1
+		if bucket == throttle.Bucket {
+			depth = 3
+		}
+		return bucket + " " + op + " " + first(key, depth)
+	}
 	switch {
 	case strings.HasPrefix(subject, "_INBOX"):
 		return "_INBOX"
 	case t[0] == "$KV" && len(t) > 2:
-		depth := 1
-		if t[1] == throttle.Bucket {
-			depth = 3 // graph.pace.writes, graph.mail.slots, …
-		}
-		return t[1] + " put " + first(t[2:], depth)
+		return kv(t[1], "put", t[2:])
 	case len(t) > 6 && t[1] == "API" && t[2] == "DIRECT" && t[5] == "$KV":
-		depth := 1
-		if t[6] == throttle.Bucket {
-			depth = 3
-		}
-		return t[6] + " get " + first(t[7:], depth)
+		return kv(t[6], "get", t[7:])
 	case len(t) > 3 && t[0] == "$JS" && t[1] == "API":
 		return first(t, 4)
 	case len(t) > 3 && t[0] == "$JS" && t[1] == "ACK":

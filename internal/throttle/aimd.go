@@ -42,7 +42,7 @@ import (
 //   - a signal under 0.9: approaching. Grow by NearStep (again up to just
 //     below the last 429's rate while that is remembered, and never past
 //     it: the window refilling after the 429's pause reads low).
-//   - full (FineFullAt), in a window whose percentages come in steps finer
+//   - full (FullAt), in a window whose percentages come in steps finer
 //     than 0.05: at the limit, to within a few steps (a window of more
 //     than 20 calls reads full only within a few percent of its limit).
 //     Come down by ProbeStep, to keep off the edge where a call that
@@ -85,16 +85,14 @@ type Controller struct {
 
 // Controller tuning. The steps are per Interval.
 const (
-	// NearAt and FullAt are the percentages that mean near and full;
-	// FullAt allows for Graph's rounding to two decimals. A fine window
-	// counts as full from FineFullAt: a window of 50 to 150 calls holds
-	// its limit's last few percent for calls that arrive late (the
-	// sender's scheduling, the network), which are 429s otherwise, and a
-	// 429 costs its whole-second Retry-After for everyone, far more than
-	// the few percent.
-	NearAt     = 0.9
-	FullAt     = 0.995
-	FineFullAt = 0.97
+	// NearAt and FullAt are the percentages that mean near and full.
+	// Only a fine window is taken as full, from FullAt: a window of 50
+	// to 150 calls holds its limit's last few percent for calls that
+	// arrive late (the sender's scheduling, the network), which are 429s
+	// otherwise, and a 429 costs its whole-second Retry-After for
+	// everyone, far more than the few percent.
+	NearAt = 0.9
+	FullAt = 0.97
 
 	FarStep   = 0.15
 	NearStep  = 0.03
@@ -214,7 +212,7 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	if refilled || now-s.Resume >= RefillFor*int64(c.Interval) {
 		s.Refill = false
 	}
-	if (!limited || now-s.Dec < int64(c.Interval)) && !(pct >= FineFullAt && s.Fine) {
+	if (!limited || now-s.Dec < int64(c.Interval)) && !(pct >= FullAt && s.Fine) {
 		return false
 	}
 	old := s.Rate
@@ -225,7 +223,7 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	switch {
 	case !s.Steady:
 		s.Rate *= 2
-	case pct >= FineFullAt && s.Fine:
+	case pct >= FullAt && s.Fine:
 		// Full, in steps of 2 % or less: at the limit, within a few.
 		// Back off by a little, to keep off the edge where a late call
 		// is a 429 and a Retry-After.

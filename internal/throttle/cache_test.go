@@ -34,6 +34,24 @@ func (s *watchedStore) put(ctx context.Context, key string, v []byte, rev uint64
 	return rev, err
 }
 
+// watchedRate is the static write rate of watchedGates' gates.
+const watchedRate = 50.0
+
+// watchedGates returns n gates over one watchedStore, each with its cache
+// open, on a clock that stands still.
+func watchedGates(n int) (*watchedStore, []*Gate, func() time.Time) {
+	st := &watchedStore{memStore: newMemStore()}
+	clock := time.Unix(1_000_000, 0)
+	now := func() time.Time { return clock }
+	o := Options{Static: true, WriteRate: watchedRate, MaxWait: time.Hour}
+	for range n {
+		g := newGate(st, o, now)
+		g.cache.start()
+		st.gates = append(st.gates, g)
+	}
+	return st, st.gates, now
+}
+
 // bookAll books one write slot after another, alternating between the
 // gates, and returns the slots' times.
 func bookAll(t *testing.T, gates []*Gate, n int, now func() time.Time) []time.Time {
@@ -53,36 +71,20 @@ func bookAll(t *testing.T, gates []*Gate, n int, now func() time.Time) []time.Ti
 // its scopes' state from the cache and costs only its compare-and-set;
 // the slots two workers book are still one after the other at the rate.
 func TestBookingsReadTheWatchedState(t *testing.T) {
-	st := &watchedStore{memStore: newMemStore()}
-	clock := time.Unix(1_000_000, 0)
-	now := func() time.Time { return clock }
-	const rate = 50.0
-	o := Options{Static: true, WriteRate: rate, MaxWait: time.Hour}
-	gates := []*Gate{newGate(st, o, now), newGate(st, o, now)}
-	for _, g := range gates {
-		g.cache.start()
-	}
-	st.gates = gates
+	st, gates, now := watchedGates(2)
 	at := bookAll(t, gates, 100, now)
 	if gets := st.gets.Load(); gets > 1 {
 		t.Errorf("%d reads of the bucket for 100 bookings, want at most the first", gets)
 	}
-	assertSpaced(t, at, rate)
+	assertSpaced(t, at, watchedRate)
 }
 
 // TestAStaleCacheCostsARead: a worker whose cache missed another's
 // bookings (a watch that lags) fails its compare-and-set, reads the key,
 // and books after them, never on top of them.
 func TestAStaleCacheCostsARead(t *testing.T) {
-	st := &watchedStore{memStore: newMemStore()}
-	clock := time.Unix(1_000_000, 0)
-	now := func() time.Time { return clock }
-	const rate = 50.0
-	o := Options{Static: true, WriteRate: rate, MaxWait: time.Hour}
-	a, b := newGate(st, o, now), newGate(st, o, now)
-	a.cache.start()
-	b.cache.start()
-	st.gates = []*Gate{a, b}
+	st, gates, now := watchedGates(2)
+	a, b := gates[0], gates[1]
 	at := bookAll(t, []*Gate{a, b}, 10, now)
 	st.lose = true // b's cache no longer hears of a's bookings
 	at = append(at, bookAll(t, []*Gate{a}, 10, now)...)
@@ -91,7 +93,7 @@ func TestAStaleCacheCostsARead(t *testing.T) {
 	if st.gets.Load() == before {
 		t.Error("the stale booking read nothing from the bucket: it cannot have seen a's bookings")
 	}
-	assertSpaced(t, at, rate)
+	assertSpaced(t, at, watchedRate)
 }
 
 // assertSpaced checks that no two slots are closer than the rate allows.
