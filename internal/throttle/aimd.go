@@ -81,6 +81,9 @@ type Controller struct {
 	Interval time.Duration
 	// Static fixes the rate at Start: today's pacer, for comparison.
 	Static bool
+	// Lazy scopes are paced only while they show signs of filling (see
+	// Gate.pacing): the state goes Idle after IdleAfter without one.
+	Lazy bool
 }
 
 // Controller tuning. The steps are per Interval.
@@ -111,6 +114,11 @@ const (
 	// waits for a signal before it grows far from the limit again: the
 	// window the pause emptied has to fill before it says anything.
 	RefillFor = 10
+	// IdleAfter is how long, in Intervals, a lazy scope goes without a
+	// sign of filling (a limit percentage, a 429, callers waiting for its
+	// slots) before it is left unpaced: three of the resource units' 10 s
+	// windows, which in that time never read more than 0.8.
+	IdleAfter = 60
 )
 
 // paceState is a scope's shared pacing state, the value of its key.
@@ -144,6 +152,11 @@ type paceState struct {
 	// 0.05: a window of more than 20 calls, which reads full only within
 	// a few percent of its limit.
 	Fine bool `json:"fine,omitempty"`
+
+	// Idle says a lazy scope is not paced: it showed no sign of filling
+	// for IdleAfter, until Sign, the last time it did (Unix ns).
+	Idle bool  `json:"idle,omitempty"`
+	Sign int64 `json:"sign,omitempty"`
 }
 
 // start is when the next slot starts for a reservation at now.
@@ -174,6 +187,15 @@ func (c Controller) init(s *paceState, now int64) {
 		s.Since = now
 	}
 	s.Rate = c.clamp(s.Rate) // the ceiling may have changed since
+}
+
+// wake paces a lazy scope again (or for the first time), in slow start
+// from Start: the rate it went idle at is as old as the quiet, and the
+// budget may have changed since. When the last 429 came stays known, for
+// the next one's decrease.
+func (c Controller) wake(s *paceState, now int64) {
+	*s = paceState{Dec: s.Dec, Hit: s.Hit, Sign: now}
+	c.init(s, now)
 }
 
 func (c Controller) clamp(r float64) float64 {
@@ -208,6 +230,16 @@ func (c Controller) tick(s *paceState, now int64) bool {
 	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0
 	if pct > 0 {
 		s.Steady = true // a signal ends slow start, whatever it says
+	}
+	if pct > 0 || limited {
+		s.Sign = now
+	}
+	if c.Lazy && now-max(s.Sign, s.Hit) >= IdleAfter*int64(c.Interval) {
+		// Far from every limit for long: pacing it costs a round trip to
+		// the bucket a call for nothing. The next sign paces it again
+		// (Gate.activate).
+		s.Idle = true
+		return false
 	}
 	if refilled || now-s.Resume >= RefillFor*int64(c.Interval) {
 		s.Refill = false

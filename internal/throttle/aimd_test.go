@@ -289,3 +289,49 @@ func TestSlowStartAtTheCeilingEndsWithoutHalving(t *testing.T) {
 		t.Errorf("after the signal: rate %v (steady %v), want 15, steady", s.Rate, s.Steady)
 	}
 }
+
+// TestLazyScopeGoesIdleWhenQuiet: a lazy scope is left unpaced after
+// IdleAfter intervals without a percentage, a 429 or callers waiting, and
+// any of them restarts the count; a scope that is not lazy never is.
+func TestLazyScopeGoesIdleWhenQuiet(t *testing.T) {
+	c := ctl()
+	c.Lazy = true
+	s := fresh(c)
+	c.wake(s, s.Since)
+	quiet := func(n int) {
+		for range n {
+			step(c, s, 0, false, 1)
+		}
+	}
+	quiet(IdleAfter - 2)
+	step(c, s, 0.85, false, 1) // a percentage
+	quiet(IdleAfter - 2)
+	step(c, s, 0, true, 1) // callers waited
+	quiet(IdleAfter - 1)
+	if s.Idle {
+		t.Fatalf("idle after %d quiet intervals, want %d", IdleAfter-1, IdleAfter)
+	}
+	c.throttled(s, s.Since+iv/2, s.Since+iv) // a 429
+	quiet(IdleAfter - 1)
+	if s.Idle {
+		t.Fatal("idle within IdleAfter of a 429")
+	}
+	quiet(1)
+	if !s.Idle {
+		t.Fatalf("not idle after %d quiet intervals", IdleAfter)
+	}
+	hit := s.Hit
+	c.wake(s, s.Since+iv)
+	if s.Idle || s.Steady || s.Rate != c.Start || s.Hit != hit {
+		t.Errorf("woken: %+v, want slow start from %v remembering the last 429", *s, c.Start)
+	}
+
+	eager := ctl()
+	e := fresh(eager)
+	for range 2 * IdleAfter {
+		step(eager, e, 0, false, 1)
+	}
+	if e.Idle {
+		t.Error("a scope that is not lazy went idle")
+	}
+}

@@ -28,7 +28,7 @@ func (s *watchedStore) put(ctx context.Context, key string, v []byte, rev uint64
 	rev, err := s.memStore.put(ctx, key, v, rev)
 	if err == nil && !s.lose && strings.HasPrefix(key, keyPace) {
 		for _, g := range s.gates {
-			g.cache.remember(key, v, rev)
+			g.paceChanged(key, v, rev)
 		}
 	}
 	return rev, err

@@ -118,3 +118,13 @@ func KindOf(method, path string) Kind {
 	}
 	return Free
 }
+
+// scopeOfKey is the scope whose pacing state is kept under key.
+func scopeOfKey(key string) (Scope, bool) {
+	for s := ScopeWrites; s < numScopes; s++ {
+		if scopeInfos[s].key == key {
+			return s, true
+		}
+	}
+	return ScopeUnknown, false
+}

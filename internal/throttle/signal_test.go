@@ -166,18 +166,23 @@ func TestA429ThatNamesNoBudget(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGate(newMemStore(), Options{}, time.Now)
-			// A write gives both of its scopes a state.
+			// A write gives the writes a state; the resource units, lazy,
+			// have none until a sign of filling, and would be paced from
+			// Start.
 			if _, _, _, err := g.reserveBatch(context.Background(), Write, []int{1}, time.Second, time.Second, false); err != nil {
 				t.Fatal(err)
 			}
 			before := rate(g, tc.slowScope)
+			if before == 0 {
+				before = g.ctl[tc.slowScope].Start
+			}
 			g.observe(context.Background(), tc.k, "", 0, tc.sig)
 			for _, s := range []Scope{ScopeResourceUnits, ScopeWrites} {
 				if p := g.pausedFor(scopeInfos[s].pause); (p > 0) != (s == tc.paused) {
 					t.Errorf("%v paused for %s after the 429, want paused: %v", s, p, s == tc.paused)
 				}
 			}
-			if after := rate(g, tc.slowScope); (after < before) != tc.slowed {
+			if after := rate(g, tc.slowScope); (after > 0 && after < before) != tc.slowed {
 				t.Errorf("%v's rate %v → %v, want slowed: %v", tc.slowScope, before, after, tc.slowed)
 			}
 		})

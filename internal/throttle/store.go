@@ -183,6 +183,7 @@ func (g *Gate) load(ctx context.Context, s Scope) (paceState, uint64, error) {
 		}
 		g.cache.remember(key, b, rev)
 	}
+	g.sawState(s, b)
 	if b == nil {
 		return paceState{}, rev, nil
 	}
@@ -206,6 +207,7 @@ func (g *Gate) save(ctx context.Context, s Scope, st paceState, rev uint64) erro
 	switch {
 	case err == nil:
 		g.cache.remember(key, b, rev)
+		g.sawState(s, b)
 	case errors.Is(err, errConflict):
 		g.cache.forget(key)
 	}

@@ -38,6 +38,7 @@ package throttle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -156,6 +157,9 @@ type Gate struct {
 	// steady caches whether each scope's shared state was out of slow
 	// start when this worker last read it.
 	steady [numScopes]atomic.Bool
+	// active says whether each lazy scope is paced, as its shared state
+	// last said (see pacing); waking that this worker is making it so.
+	active, waking [numScopes]atomic.Bool
 	// queues hold each kind's callers in this worker, and turns say
 	// whose it is to book for them (see acquire).
 	queues [numKinds]queue
@@ -231,6 +235,8 @@ func newGate(st store, o Options, now func() time.Time) *Gate {
 			if c.Ceiling == 0 {
 				c.Ceiling = inviteCeilingShare * pub
 			}
+		case ScopeResourceUnits, ScopeMail:
+			c.Lazy = true
 		}
 		if o.Static {
 			c = Controller{Static: true}
@@ -254,6 +260,62 @@ func newGate(st store, o Options, now func() time.Time) *Gate {
 // only the scopes it has a rate for.
 func (g *Gate) paced(s Scope) bool {
 	return !g.ctl[s].Static || g.ctl[s].Start > 0
+}
+
+// pacing says whether calls take slots of scope s now.
+//
+// Writes and invitations are what an onboarding spends, and bind often:
+// they are always paced. Resource units and mail are lazy: a booking of
+// them is a compare-and-set of a key every call of the tenant contends
+// for (most of the pacer's broker messages when they were always paced),
+// and their budgets are rarely near (an onboarding spends a tenth of the
+// resource units a second that its writes allow; Outlook's 10,000 mails
+// in 10 minutes are more than the write budget onboards). So they are
+// paced from their first sign of filling (a limit percentage over 0.8,
+// or a 429), which leaves a fifth of the window to slow down in, until
+// they have shown none for IdleAfter. A 429 on a scope not paced yet
+// costs what it always costs: its Retry-After, for everyone.
+func (g *Gate) pacing(s Scope) bool {
+	return g.paced(s) && (!g.ctl[s].Lazy || g.active[s].Load())
+}
+
+// paceChanged takes in a pacing key's value at rev, from the watch (nil:
+// deleted).
+func (g *Gate) paceChanged(key string, v []byte, rev uint64) {
+	g.cache.remember(key, v, rev)
+	if s, ok := scopeOfKey(key); ok {
+		g.sawState(s, v)
+	}
+}
+
+// sawState notes what the shared state of lazy scope s says of its
+// pacing: b is the key's value, nil when it is absent (or deleted).
+func (g *Gate) sawState(s Scope, b []byte) {
+	if !g.ctl[s].Lazy {
+		return
+	}
+	var st paceState
+	// A damaged state is paced: it is started afresh (load).
+	g.active[s].Store(b != nil && (json.Unmarshal(b, &st) != nil || !st.Idle))
+}
+
+// activate paces lazy scope s for every worker, from slow start, unless
+// it is paced already: it showed a sign of filling.
+func (g *Gate) activate(ctx context.Context, s Scope) error {
+	if !g.ctl[s].Lazy || g.active[s].Load() || !g.waking[s].CompareAndSwap(false, true) {
+		return nil
+	}
+	defer g.waking[s].Store(false)
+	for {
+		st, rev, err := g.load(ctx, s)
+		if err != nil || g.active[s].Load() {
+			return err
+		}
+		g.ctl[s].wake(&st, g.now().UnixNano())
+		if err := g.save(ctx, s, st, rev); !errors.Is(err, errConflict) {
+			return err
+		}
+	}
 }
 
 // watch follows every pause key, the mail slots and the pacing keys.
@@ -305,7 +367,11 @@ func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 				continue
 			}
 			if strings.HasPrefix(e.Key(), keyPace) {
-				g.cache.remember(e.Key(), e.Value(), e.Revision())
+				v := e.Value()
+				if e.Operation() != jetstream.KeyValuePut {
+					v = nil
+				}
+				g.paceChanged(e.Key(), v, e.Revision())
 				continue
 			}
 			if v, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
@@ -753,7 +819,7 @@ func (g *Gate) reserveBatch(ctx context.Context, k Kind, rus []int, from, horizo
 	callers := len(rus) // the real ones, before any booked ahead
 	var slots []slot
 	for _, s := range charges[k] {
-		if !g.paced(s) {
+		if !g.pacing(s) {
 			continue
 		}
 		costs := make([]float64, len(rus))
@@ -969,6 +1035,9 @@ func (g *Gate) throttled(ctx context.Context, s Scope, d time.Duration) error {
 			return errors.Join(err, lerr)
 		}
 		now := g.now().UnixNano()
+		if g.ctl[s].Lazy && (rev == 0 || st.Idle) {
+			g.ctl[s].wake(&st, now)
+		}
 		g.ctl[s].init(&st, now)
 		g.ctl[s].throttled(&st, now, until)
 		serr := g.save(ctx, s, st, rev)
@@ -982,6 +1051,9 @@ func (g *Gate) throttled(ctx context.Context, s Scope, d time.Duration) error {
 // signalled applies a limit percentage of scope s at once where it cannot
 // wait for the interval to close: in slow start (Controller.signalled).
 func (g *Gate) signalled(ctx context.Context, s Scope, pct float64) error {
+	if s > ScopeUnknown && s < numScopes && g.paced(s) && !g.pacing(s) {
+		return g.activate(ctx, s)
+	}
 	if s <= ScopeUnknown || s >= numScopes || pct < NearAt || g.steady[s].Load() || !g.paced(s) {
 		return nil
 	}
@@ -1003,7 +1075,7 @@ func (g *Gate) signalled(ctx context.Context, s Scope, pct float64) error {
 // charge adds units of s that a call spent beyond what its slot took
 // (fewer when negative): the resource units an answer reports.
 func (g *Gate) charge(ctx context.Context, s Scope, units float64) error {
-	if units == 0 || !g.paced(s) {
+	if units == 0 || !g.pacing(s) {
 		return nil
 	}
 	return g.update(ctx, s, func(st *paceState, now int64) bool {
