@@ -402,7 +402,7 @@ func stepWork(short func() context.Context, e *natsEnv, t *testing.T, step strin
 		return fmt.Errorf("filing an index key: %w", err)
 	}
 	budget := kvs["GUESTFLOW_THROTTLE"]
-	w, err := budget.WatchFiltered(short(), []string{"graph.pause", "graph.pause.*", "dataverse.*.pause", "graph.mail.slots"})
+	w, err := budget.WatchFiltered(short(), []string{"graph.pause", "graph.pause.*", "dataverse.*.pause", "graph.mail.slot.*"})
 	if err != nil {
 		return fmt.Errorf("watching the pauses: %w", err)
 	}

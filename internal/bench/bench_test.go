@@ -113,7 +113,7 @@ func TestSubjectClassDropsIDs(t *testing.T) {
 		"$KV.GUESTFLOW_THROTTLE.graph.pace.writes":                                         "GUESTFLOW_THROTTLE put graph.pace.writes",
 		"$KV.GUESTFLOW_INDEX.o.0123abcd.42":                                                "GUESTFLOW_INDEX put o",
 		"$KV.GUESTFLOW_LEASES.role.17":                                                     "GUESTFLOW_LEASES put role",
-		"$JS.API.DIRECT.GET.KV_GUESTFLOW_THROTTLE.$KV.GUESTFLOW_THROTTLE.graph.mail.slots": "GUESTFLOW_THROTTLE get graph.mail.slots",
+		"$JS.API.DIRECT.GET.KV_GUESTFLOW_THROTTLE.$KV.GUESTFLOW_THROTTLE.graph.mail.slot.2": "GUESTFLOW_THROTTLE get graph.mail.slot",
 		"$JS.API.DIRECT.GET.KV_GUESTFLOW_MEMO.$KV.GUESTFLOW_MEMO.invite.abc":               "GUESTFLOW_MEMO get invite",
 		"$JS.API.CONSUMER.MSG.NEXT.GUESTFLOW.invite":                                       "$JS.API.CONSUMER.MSG",
 		"$JS.ACK.GUESTFLOW.role.1.2.3.4.5.6":                                               "ack role",

@@ -31,6 +31,12 @@ func (s *watchedStore) put(ctx context.Context, key string, v []byte, rev uint64
 			g.paceChanged(key, v, rev)
 		}
 	}
+	if err == nil && !s.lose && slotOfKey(key) {
+		for _, g := range s.gates {
+			g.cache.remember(key, v, rev)
+			g.mail.notify()
+		}
+	}
 	return rev, err
 }
 

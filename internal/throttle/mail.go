@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,15 +26,20 @@ const MailConcurrency = 4
 const mailLease = 70 * time.Second
 
 // mailSlots holds sendMail to MailConcurrency calls at once for the whole
-// tenant, with slots leased in one bucket key (graph.mail.slots): a JSON
-// list of at most four leases, each taken and given back by
+// tenant, with one bucket key per slot (graph.mail.slot.0 to .3), each
+// holding the lease of the call in it, if any, taken and given back by
 // compare-and-set. A per-process share (one slot each for three replicas,
 // say) would need every worker to know how many there are, and would
-// leave slots idle while one replica has mail and the others none; the
-// leases cost two round trips a mail, which Outlook's own latency dwarfs.
+// leave slots idle while one replica has mail and the others none.
+//
+// A key per slot, read from the watch's copy (the pacing keys' cache),
+// makes a mail cost two writes to the bucket, one to take a slot and one
+// to give it back, and no read: a single key holding every lease, read
+// before each change, cost five times that, most of it in conflicts
+// between workers taking and giving back different slots at once.
 //
 // A worker waits for a free slot on the bucket's watch (follow wakes the
-// waiters when the key changes), polling as well in case an update is
+// waiters when a slot's key changes), polling as well in case an update is
 // missed, for up to MaxWait, and is then handed back like any pacing
 // wait.
 type mailSlots struct {
@@ -43,19 +49,23 @@ type mailSlots struct {
 	local chan struct{} // this process's share: never more than the tenant's
 
 	mu      sync.Mutex
-	changed chan struct{} // closed when the key changes
+	changed chan struct{} // closed when a slot's key changes
 }
 
-type mailLeases struct {
-	Leases []mailLeaseEntry `json:"leases"`
+// slotLease is the value of a slot's key: the lease of the call in it,
+// or a free slot (Until 0, or past).
+type slotLease struct {
+	ID    string `json:"id,omitempty"`
+	Until int64  `json:"until,omitempty"`
 }
 
-type mailLeaseEntry struct {
-	ID    string `json:"id"`
-	Until int64  `json:"until"`
-}
+// slotKey is the bucket key of mail slot i.
+func slotKey(i int) string { return keyMailSlot + strconv.Itoa(i) }
 
-// notify wakes the waiters: the slots key changed.
+// slotOfKey says whether key is a mail slot's.
+func slotOfKey(key string) bool { return strings.HasPrefix(key, keyMailSlot) }
+
+// notify wakes the waiters: a slot's key changed.
 func (m *mailSlots) notify() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -95,7 +105,7 @@ func (m *mailSlots) enter(ctx context.Context) (func(), error) {
 	poll := time.Millisecond
 	for {
 		changed := m.wait()
-		ok, err := m.take(ctx, id)
+		key, rev, ok, err := m.take(ctx, id)
 		if err != nil {
 			<-m.local
 			return nil, err
@@ -104,7 +114,7 @@ func (m *mailSlots) enter(ctx context.Context) (func(), error) {
 			if d := time.Since(start); d > time.Millisecond {
 				waited(metrics.ScopeMail, d)
 			}
-			return func() { m.leave(id) }, nil
+			return func() { m.leave(key, rev) }, nil
 		}
 		t := time.NewTimer(poll + time.Duration(rand.Int64N(int64(poll))))
 		select {
@@ -131,73 +141,79 @@ func (m *mailSlots) busy(start time.Time) error {
 		time.Since(start).Round(time.Millisecond)), d)
 }
 
-// take leases a slot under id if one is free.
-func (m *mailSlots) take(ctx context.Context, id string) (bool, error) {
-	for {
-		l, rev, err := m.load(ctx)
-		if err != nil {
-			return false, err
-		}
-		now := m.g.now().UnixNano()
-		live := l.Leases[:0]
-		for _, e := range l.Leases {
-			if e.Until > now {
-				live = append(live, e)
+// take leases a free slot under id, if there is one, and returns its key
+// and the revision the lease was stored at.
+func (m *mailSlots) take(ctx context.Context, id string) (string, uint64, bool, error) {
+	first := rand.IntN(MailConcurrency) // spread the workers over the slots
+	for n := range MailConcurrency {
+		key := slotKey((first + n) % MailConcurrency)
+		for {
+			l, rev, err := m.load(ctx, key)
+			if err != nil {
+				return "", 0, false, err
 			}
-		}
-		if len(live) >= MailConcurrency {
-			return false, nil
-		}
-		l.Leases = append(live, mailLeaseEntry{ID: id, Until: now + int64(mailLease)})
-		err = m.save(ctx, l, rev)
-		if !errors.Is(err, errConflict) {
-			return err == nil, err
+			now := m.g.now().UnixNano()
+			if l.Until > now {
+				break // taken: try the next slot
+			}
+			rev, err = m.save(ctx, key, slotLease{ID: id, Until: now + int64(mailLease)}, rev)
+			if err == nil {
+				return key, rev, true, nil
+			}
+			if !errors.Is(err, errConflict) {
+				return "", 0, false, err
+			}
+			// Another worker changed the slot first: read it again.
 		}
 	}
+	return "", 0, false, nil
 }
 
-// leave gives id's slot back, on a context of its own: the call's may have
-// ended, and a slot not given back is lost until its lease ends.
-func (m *mailSlots) leave(id string) {
+// leave gives the slot under key back, on a context of its own: the
+// call's may have ended, and a slot not given back is lost until its lease
+// ends. rev is the revision the lease was stored at: a slot that another
+// worker took meanwhile (the lease ended) is left to it.
+func (m *mailSlots) leave(key string, rev uint64) {
 	defer func() { <-m.local }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for {
-		l, rev, err := m.load(ctx)
-		if err != nil {
-			return
-		}
-		kept := l.Leases[:0]
-		for _, e := range l.Leases {
-			if e.ID != id {
-				kept = append(kept, e)
-			}
-		}
-		l.Leases = kept
-		if err := m.save(ctx, l, rev); !errors.Is(err, errConflict) {
-			m.notify() // wake this process's waiters without the watch's round trip
-			return
-		}
+	if _, err := m.save(ctx, key, slotLease{}, rev); err == nil {
+		m.notify() // wake this process's waiters without the watch's round trip
 	}
 }
 
-func (m *mailSlots) load(ctx context.Context) (mailLeases, uint64, error) {
-	b, rev, err := m.g.st.get(ctx, keyMailSlots)
-	var l mailLeases
-	if err != nil || b == nil {
-		return l, rev, err
+// load reads a slot's lease, from the watch's copy when there is one.
+func (m *mailSlots) load(ctx context.Context, key string) (slotLease, uint64, error) {
+	var b []byte
+	var rev uint64
+	if c, ok := m.g.cache.lookup(key); ok {
+		b, rev = c.b, c.rev
+	} else {
+		var err error
+		if b, rev, err = m.g.st.get(ctx, key); err != nil {
+			return slotLease{}, rev, err
+		}
+		m.g.cache.remember(key, b, rev)
 	}
-	if json.Unmarshal(b, &l) != nil {
-		return mailLeases{}, rev, nil // damaged: start afresh
+	var l slotLease
+	if b != nil && json.Unmarshal(b, &l) != nil {
+		return slotLease{}, rev, nil // damaged: free, and overwritten by revision
 	}
 	return l, rev, nil
 }
 
-func (m *mailSlots) save(ctx context.Context, l mailLeases, rev uint64) error {
+// save stores a slot's lease if its key is still at rev.
+func (m *mailSlots) save(ctx context.Context, key string, l slotLease, rev uint64) (uint64, error) {
 	b, err := json.Marshal(l)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = m.g.st.put(ctx, keyMailSlots, b, rev)
-	return err
+	rev, err = m.g.st.put(ctx, key, b, rev)
+	switch {
+	case err == nil:
+		m.g.cache.remember(key, b, rev)
+	case errors.Is(err, errConflict):
+		m.g.cache.forget(key)
+	}
+	return rev, err
 }

@@ -73,8 +73,8 @@ const (
 	keyInvites        = keyPace + "invitations"
 	keyResourceUnits  = keyPace + "ru"
 	keyMail           = keyPace + "mail"
-	keyMailSlots      = "graph.mail.slots"
-	keyPause          = "graph.pause" // writes; the other scopes' are graph.pause.<scope>
+	keyMailSlot       = "graph.mail.slot." // and the slot: 0 to MailConcurrency-1
+	keyPause          = "graph.pause"      // writes; the other scopes' are graph.pause.<scope>
 	keyDataversePause = "dataverse.*.pause"
 )
 
@@ -320,7 +320,7 @@ func (g *Gate) activate(ctx context.Context, s Scope) error {
 
 // watch follows every pause key, the mail slots and the pacing keys.
 func (g *Gate) watch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
-	w, err := kv.WatchFiltered(ctx, []string{keyPause, keyPause + ".*", keyDataversePause, keyMailSlots, keyPace + "*"})
+	w, err := kv.WatchFiltered(ctx, []string{keyPause, keyPause + ".*", keyDataversePause, keyMailSlot + "*", keyPace + "*"})
 	if err == nil {
 		g.cache.start()
 	}
@@ -362,7 +362,12 @@ func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 			if e == nil { // end of the initial values
 				continue
 			}
-			if e.Key() == keyMailSlots {
+			if slotOfKey(e.Key()) {
+				v := e.Value()
+				if e.Operation() != jetstream.KeyValuePut {
+					v = nil
+				}
+				g.cache.remember(e.Key(), v, e.Revision())
 				g.mail.notify()
 				continue
 			}
