@@ -152,9 +152,10 @@ type Result struct {
 	CallsByRoute map[string]float64 `json:"calls_by_route,omitempty"`
 	// NATSMsgsBySubject, with Options.Breakdown, splits what a
 	// subscriber to every subject sees by kind (see subjectClass), per
-	// onboarding: publications, and the replies and pull deliveries the
-	// broker sends to requesters' inboxes (a delivery keeps its event's
-	// subject, so an event counts its publication and each delivery).
+	// onboarding: publications, the replies the broker sends to
+	// requesters' inboxes, and its deliveries to consumers (a delivery
+	// keeps its message's subject: an event's pull deliveries and a
+	// key's watch deliveries are counted apart from its publication).
 	NATSMsgsBySubject map[string]float64 `json:"nats_msgs_by_subject,omitempty"`
 }
 
@@ -972,7 +973,7 @@ type classCounter struct {
 func countSubjects(nc *nats.Conn) (*classCounter, error) {
 	c := &classCounter{n: map[string]int{}}
 	sub, err := nc.Subscribe(">", func(m *nats.Msg) {
-		k := subjectClass(m.Subject)
+		k := subjectClass(m.Subject, m.Reply)
 		c.mu.Lock()
 		c.n[k]++
 		c.mu.Unlock()
@@ -1000,22 +1001,24 @@ func perOnboarding(count, n int) float64 {
 	return math.Round(float64(count)/float64(n)*100) / 100
 }
 
-// subjectClass names what a message is for, without its ids: an event's
-// subject; "<bucket> put <key's first tokens>" for a key-value write;
-// "<bucket> get <key's first tokens>" for a direct get; the JetStream API
-// call; "ack" with the step; "_INBOX" for a reply.
-func subjectClass(subject string) string {
+// subjectClass names what a message is for, without its ids, from its
+// subject and reply subject: an event's subject; "<bucket> put <key's
+// first tokens>" for a key-value write; "<bucket> get <key's first
+// tokens>" for a direct get; the JetStream API call; "ack" with the step;
+// "_INBOX" for a reply. A consumer's delivery (its reply is an ack
+// subject) keeps its message's subject: it is "<subject> delivered" for an
+// event, and "<bucket> watch <key's first tokens>" for a key-value write
+// brought to a watcher.
+func subjectClass(subject, reply string) string {
 	t := strings.Split(subject, ".")
-	first := func(ts []string, n int) string { return strings.Join(ts[:min(n, len(ts))], ".") }
-	// kv names an operation on a bucket's key by the key's first token,
-	// or three of the throttle bucket's (graph.pace.writes, …).
-	kv := func(bucket, op string, key []string) string {
-		depth := 1
-		if bucket == throttle.Bucket {
-			depth = 3
+	if strings.HasPrefix(reply, "$JS.ACK.") && !strings.HasPrefix(subject, "$JS.") {
+		if t[0] == "$KV" && len(t) > 2 {
+			return kvClass(t[1], "watch", t[2:])
 		}
-		return bucket + " " + op + " " + first(key, depth)
+		return subject + " delivered"
 	}
+	first := func(ts []string, n int) string { return strings.Join(ts[:min(n, len(ts))], ".") }
+	kv := kvClass
 	switch {
 	case strings.HasPrefix(subject, "_INBOX"):
 		return "_INBOX"
@@ -1031,6 +1034,16 @@ func subjectClass(subject string) string {
 		return first(t, 3)
 	}
 	return subject
+}
+
+// kvClass names an operation on a bucket's key by the key's first
+// token, or three of the throttle bucket's (graph.pace.writes, …).
+func kvClass(bucket, op string, key []string) string {
+	depth := 1
+	if bucket == throttle.Bucket {
+		depth = 3
+	}
+	return bucket + " " + op + " " + strings.Join(key[:min(depth, len(key))], ".")
 }
 
 // inMsgs is how many messages the broker has received from clients.

@@ -108,18 +108,29 @@ func TestRecoveryAndBound(t *testing.T) {
 }
 
 func TestSubjectClassDropsIDs(t *testing.T) {
+	const ack = "$JS.ACK.KV_GUESTFLOW_THROTTLE.watcher.1.2.3.4.0"
+	for _, tc := range []struct{ subject, reply, want string }{
+		{"$KV.GUESTFLOW_THROTTLE.graph.mail.slot.1", ack, "GUESTFLOW_THROTTLE watch graph.mail.slot"},
+		{"$KV.GUESTFLOW_THROTTLE.graph.mail.slot.1", "_INBOX.x.y", "GUESTFLOW_THROTTLE put graph.mail.slot"},
+		{"guestflow.user.licensed", "$JS.ACK.GUESTFLOW.role.1.2.3.4.5.6", "guestflow.user.licensed delivered"},
+		{"guestflow.user.licensed", "_INBOX.x.y", "guestflow.user.licensed"},
+	} {
+		if got := subjectClass(tc.subject, tc.reply); got != tc.want {
+			t.Errorf("subjectClass(%q, %q) = %q, want %q", tc.subject, tc.reply, got, tc.want)
+		}
+	}
 	for subject, want := range map[string]string{
 		"_INBOX.abc.def": "_INBOX",
-		"$KV.GUESTFLOW_THROTTLE.graph.pace.writes":                                         "GUESTFLOW_THROTTLE put graph.pace.writes",
-		"$KV.GUESTFLOW_INDEX.o.0123abcd.42":                                                "GUESTFLOW_INDEX put o",
-		"$KV.GUESTFLOW_LEASES.role.17":                                                     "GUESTFLOW_LEASES put role",
+		"$KV.GUESTFLOW_THROTTLE.graph.pace.writes":                                          "GUESTFLOW_THROTTLE put graph.pace.writes",
+		"$KV.GUESTFLOW_INDEX.o.0123abcd.42":                                                 "GUESTFLOW_INDEX put o",
+		"$KV.GUESTFLOW_LEASES.role.17":                                                      "GUESTFLOW_LEASES put role",
 		"$JS.API.DIRECT.GET.KV_GUESTFLOW_THROTTLE.$KV.GUESTFLOW_THROTTLE.graph.mail.slot.2": "GUESTFLOW_THROTTLE get graph.mail.slot",
-		"$JS.API.DIRECT.GET.KV_GUESTFLOW_MEMO.$KV.GUESTFLOW_MEMO.invite.abc":               "GUESTFLOW_MEMO get invite",
-		"$JS.API.CONSUMER.MSG.NEXT.GUESTFLOW.invite":                                       "$JS.API.CONSUMER.MSG",
-		"$JS.ACK.GUESTFLOW.role.1.2.3.4.5.6":                                               "ack role",
-		"guestflow.user.joined":                                                            "guestflow.user.joined",
+		"$JS.API.DIRECT.GET.KV_GUESTFLOW_MEMO.$KV.GUESTFLOW_MEMO.invite.abc":                "GUESTFLOW_MEMO get invite",
+		"$JS.API.CONSUMER.MSG.NEXT.GUESTFLOW.invite":                                        "$JS.API.CONSUMER.MSG",
+		"$JS.ACK.GUESTFLOW.role.1.2.3.4.5.6":                                                "ack role",
+		"guestflow.user.joined":                                                             "guestflow.user.joined",
 	} {
-		if got := subjectClass(subject); got != want {
+		if got := subjectClass(subject, ""); got != want {
 			t.Errorf("subjectClass(%q) = %q, want %q", subject, got, want)
 		}
 	}
