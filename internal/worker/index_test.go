@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/index"
@@ -64,4 +65,37 @@ func TestAnIndexFailureDoesNotHoldTheOnboarding(t *testing.T) {
 		t.Errorf("IndexFailures %d, want 2 (the input and the published event)", n)
 	}
 	l.wait(t, "indexing a message for guestflow status failed")
+}
+
+// TestAStepsEventIsFiledByItsPublisherOnly: an input that a step
+// published (it carries Guestflow-Attempts) was filed by that step; its
+// receiver does not file it again, and still files what it publishes.
+func TestAStepsEventIsFiledByItsPublisherOnly(t *testing.T) {
+	h := newHarness(t)
+	h.run(worker.HandlerFunc(emitInvited), fast)
+	ev, err := events.NewJoined("ix-3", "test", events.Joined{Email: "c@d.example", GivenName: "C", Surname: "D", UsageLocation: "PT", Instance: "sales"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, body, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := nats.Header(header)
+	hdr.Set(worker.HeaderAttempts, "1")
+	h.publishRaw(hdr, body)
+	invited := h.next(worker.Stream, events.SubjectInvited)
+	meta, err := invited.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.settled()
+	r, err := index.OpenReader(t.Context(), h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, found, err := r.Lookup(t.Context(), "ix-3")
+	if err != nil || !found || !slices.Equal(seqs, []uint64{meta.Sequence.Stream}) {
+		t.Errorf("ix-3: %v %v %v, want only the invited event (%d): the input's publisher filed it, not its receiver", seqs, found, err, meta.Sequence.Stream)
+	}
 }

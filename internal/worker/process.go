@@ -53,7 +53,9 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	d := delivery{msg: msg, meta: meta, start: time.Now()}
-	w.index(ctx, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
+	if !filedByPublisher(msg.Headers()) {
+		w.index(ctx, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
+	}
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		d.onboardingID = clip(events.PeekOnboardingID(msg.Headers(), msg.Data()), MaxHeaderValue)
