@@ -94,6 +94,11 @@ func Identify(subject string, header map[string][]string, body []byte) Identity 
 	if err != nil {
 		return Identity{Err: err, OnboardingID: events.PeekOnboardingID(header, body), Email: peekEmail(header, body)}
 	}
+	return IdentityOf(ev)
+}
+
+// IdentityOf says whose a decoded event is, as Identify does.
+func IdentityOf(ev event.Event) Identity {
 	email := emailIn(ev.Data())
 	if email == "" {
 		email = strings.ToLower(strings.TrimSpace(ev.Subject()))

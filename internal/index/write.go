@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -88,7 +89,17 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Writer, erro
 // neither an onboarding id nor an address is not filed: no query finds it
 // but a scan.
 func (w *Writer) Add(ctx context.Context, seq uint64, subject string, header map[string][]string, body []byte) error {
-	id := Identify(subject, header, body)
+	return w.file(ctx, seq, Identify(subject, header, body))
+}
+
+// AddEvent files the message stored at seq that decoded as ev: Add,
+// without decoding it again.
+func (w *Writer) AddEvent(ctx context.Context, seq uint64, ev event.Event) error {
+	return w.file(ctx, seq, IdentityOf(ev))
+}
+
+// file puts the keys of the message at seq whose it is as id says.
+func (w *Writer) file(ctx context.Context, seq uint64, id Identity) error {
 	if id.OnboardingID == "" && id.Email == "" {
 		return nil
 	}

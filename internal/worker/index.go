@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
 	"github.com/guestflow/guestflow/internal/index"
@@ -33,11 +34,21 @@ type indexer struct {
 // message by reading the stream instead, if the index has nothing for the
 // query, or with --scan.
 func (w *runner) index(ctx context.Context, seq uint64, subject string, header map[string][]string, body []byte) {
+	w.file(ctx, seq, func(ctx context.Context, iw *index.Writer) error { return iw.Add(ctx, seq, subject, header, body) })
+}
+
+// indexEvent files the message stored at seq, decoded as ev, as index
+// does without decoding it again.
+func (w *runner) indexEvent(ctx context.Context, seq uint64, ev event.Event) {
+	w.file(ctx, seq, func(ctx context.Context, iw *index.Writer) error { return iw.AddEvent(ctx, seq, ev) })
+}
+
+func (w *runner) file(ctx context.Context, seq uint64, add func(context.Context, *index.Writer) error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), indexTimeout)
 	defer cancel()
 	iw, err := w.ix.writer(ctx, w)
 	if err == nil {
-		err = iw.Add(ctx, seq, subject, header, body)
+		err = add(ctx, iw)
 	}
 	if err != nil {
 		w.o.Stats.IndexFailures.Add(1)

@@ -53,10 +53,14 @@ func (w *runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	d := delivery{msg: msg, meta: meta, start: time.Now()}
-	if !filedByPublisher(msg.Headers()) {
-		w.index(ctx, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
-	}
 	ev, err := events.Decode(msg.Subject(), msg.Headers(), msg.Data())
+	switch {
+	case filedByPublisher(msg.Headers()):
+	case err != nil:
+		w.index(ctx, meta.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
+	default:
+		w.indexEvent(ctx, meta.Sequence.Stream, ev)
+	}
 	if err != nil {
 		d.onboardingID = clip(events.PeekOnboardingID(msg.Headers(), msg.Data()), MaxHeaderValue)
 		d.log = w.log.With("onboarding_id", d.onboardingID, "event_id", clip(events.PeekID(msg.Headers(), msg.Data()), MaxHeaderValue),
@@ -284,7 +288,7 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 		ack, err = w.js.PublishMsg(ctx, m, opts...)
 	}
 	if err == nil {
-		w.index(ctx, ack.Sequence, m.Subject, m.Header, m.Data)
+		w.indexEvent(ctx, ack.Sequence, ev)
 		if !ack.Duplicate {
 			w.onboarded(ev)
 		}
