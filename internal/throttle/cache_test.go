@@ -17,6 +17,9 @@ type watchedStore struct {
 	gets  atomic.Int64
 	gates []*Gate
 	lose  bool
+	// lag, when set, delivers the pacing keys' notifications that much
+	// later, as a watch does a moment after the write.
+	lag time.Duration
 }
 
 func (s *watchedStore) get(ctx context.Context, key string) ([]byte, uint64, error) {
@@ -27,8 +30,15 @@ func (s *watchedStore) get(ctx context.Context, key string) ([]byte, uint64, err
 func (s *watchedStore) put(ctx context.Context, key string, v []byte, rev uint64) (uint64, error) {
 	rev, err := s.memStore.put(ctx, key, v, rev)
 	if err == nil && !s.lose && strings.HasPrefix(key, keyPace) {
-		for _, g := range s.gates {
-			g.paceChanged(key, v, rev)
+		deliver := func() {
+			for _, g := range s.gates {
+				g.paceChanged(key, v, rev)
+			}
+		}
+		if s.lag > 0 {
+			time.AfterFunc(s.lag, deliver)
+		} else {
+			deliver()
 		}
 	}
 	if err == nil && !s.lose && slotOfKey(key) {
@@ -98,6 +108,26 @@ func TestAStaleCacheCostsARead(t *testing.T) {
 	at = append(at, bookAll(t, []*Gate{b}, 1, now)...)
 	if st.gets.Load() == before {
 		t.Error("the stale booking read nothing from the bucket: it cannot have seen a's bookings")
+	}
+	assertSpaced(t, at, watchedRate)
+}
+
+// TestAConflictWaitsForTheWatch: a worker whose copy is a moment behind
+// (the watch brings another's booking just after it) fails its
+// compare-and-set and then books from the copy the watch brings, without
+// reading the bucket.
+func TestAConflictWaitsForTheWatch(t *testing.T) {
+	st, gates, now := watchedGates(2)
+	a, b := gates[0], gates[1]
+	at := bookAll(t, []*Gate{a, b}, 10, now)
+	st.lag = time.Millisecond
+	before := st.gets.Load()
+	for range 10 {
+		at = append(at, bookAll(t, []*Gate{a}, 1, now)...)
+		at = append(at, bookAll(t, []*Gate{b}, 1, now)...)
+	}
+	if gets := st.gets.Load() - before; gets != 0 {
+		t.Errorf("%d reads of the bucket for 20 bookings that conflicted, want none: the watch brought the newer values", gets)
 	}
 	assertSpaced(t, at, watchedRate)
 }

@@ -208,12 +208,12 @@ func (m *mailSlots) save(ctx context.Context, key string, l slotLease, rev uint6
 	if err != nil {
 		return 0, err
 	}
-	rev, err = m.g.st.put(ctx, key, b, rev)
+	next, err := m.g.st.put(ctx, key, b, rev)
 	switch {
 	case err == nil:
-		m.g.cache.remember(key, b, rev)
+		m.g.cache.remember(key, b, next)
 	case errors.Is(err, errConflict):
-		m.g.cache.forget(key)
+		m.g.cache.outdated(key, rev)
 	}
-	return rev, err
+	return next, err
 }

@@ -110,12 +110,26 @@ func (m *memStore) put(_ context.Context, key string, v []byte, rev uint64) (uin
 // than from the bucket, which saves a round trip per scope per booking
 // (most of the pacer's messages when every booking read first). The
 // compare-and-set that follows still decides: a value another worker has
-// changed meanwhile fails it, and the key is then read from the bucket.
+// changed meanwhile fails it. The newer value is then on its way on the
+// watch, which brings every write to every worker: the next read waits
+// for it, up to staleWait, before it reads the key from the bucket (a
+// third of the pacer's requests when every conflict read the key).
 type paceCache struct {
 	mu   sync.Mutex
 	on   bool // the watch is open; without it nothing is kept
 	keys map[string]cached
+	// stale holds the revisions a compare-and-set found overtaken, by
+	// key; changed is closed when a value is kept.
+	stale   map[string]uint64
+	changed chan struct{}
 }
+
+// staleWait bounds how long a read waits for the watch to bring a value
+// newer than one a compare-and-set found overtaken: the broker sends the
+// watchers the write that overtook it when it stores it, before it
+// answers the compare-and-set that lost, so the wait is normally a
+// fraction of a millisecond; a watch that lags costs a read after this.
+const staleWait = 5 * time.Millisecond
 
 type cached struct {
 	b   []byte
@@ -133,21 +147,53 @@ func (c *paceCache) remember(key string, b []byte, rev uint64) {
 		return
 	}
 	c.keys[key] = cached{b, rev}
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
 }
 
-// lookup returns key's kept value; ok is false when there is none.
+// lookup returns key's kept value; ok is false when there is none, or
+// when the kept one is overtaken and no newer one came within staleWait.
 func (c *paceCache) lookup(key string) (cached, bool) {
+	var timeout <-chan time.Time
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, ok := c.keys[key]
-	return v, ok
+	for {
+		v, ok := c.keys[key]
+		if stale, overtaken := c.stale[key]; !ok || !overtaken || v.rev > stale {
+			return v, ok
+		}
+		if timeout == nil {
+			t := time.NewTimer(staleWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		select {
+		case <-changed:
+			c.mu.Lock()
+		case <-timeout:
+			c.mu.Lock()
+			delete(c.keys, key) // read from the bucket, and kept again
+			return cached{}, false
+		}
+	}
 }
 
-// forget drops key, whose kept value proved stale.
-func (c *paceCache) forget(key string) {
+// outdated says that key's value at rev proved stale: a compare-and-set
+// against it failed.
+func (c *paceCache) outdated(key string, rev uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.keys, key)
+	if c.stale == nil {
+		c.stale = map[string]uint64{}
+	}
+	c.stale[key] = max(c.stale[key], rev)
 }
 
 // start keeps values from now on; stop empties the cache and keeps
@@ -167,6 +213,7 @@ func (c *paceCache) stop() {
 	defer c.mu.Unlock()
 	c.on = false
 	clear(c.keys)
+	clear(c.stale)
 }
 
 // load reads scope s's pacing state; the zero state when it has none.
@@ -203,13 +250,13 @@ func (g *Gate) save(ctx context.Context, s Scope, st paceState, rev uint64) erro
 		return err
 	}
 	key := scopeInfos[s].key
-	rev, err = g.st.put(ctx, key, b, rev)
+	next, err := g.st.put(ctx, key, b, rev)
 	switch {
 	case err == nil:
-		g.cache.remember(key, b, rev)
+		g.cache.remember(key, b, next)
 		g.sawState(s, b)
 	case errors.Is(err, errConflict):
-		g.cache.forget(key)
+		g.cache.outdated(key, rev)
 	}
 	return err
 }
