@@ -29,9 +29,8 @@ import (
 //
 //   - slow start (from the first rate until the first signal or 429): the
 //     rate doubles. A signal of 0.9 or more ends it at once, without
-//     waiting for the interval to close: the rate goes back to half (or,
-//     if it never doubled, down by Backoff), and the slots booked at the
-//     old one are given up.
+//     waiting for the interval to close: the rate goes back to half, and
+//     the slots booked at the old one are given up.
 //   - no signal: far from the limit. The rate grows by FarStep, up to just
 //     below the rate of the last 429 while that is remembered. It is
 //     forgotten when the rate reaches it with no signal: the budget has
@@ -317,13 +316,7 @@ func (c Controller) signalled(s *paceState, pct float64, now int64) bool {
 		// the rate it came near at is no overshoot to undo.
 		return false
 	}
-	// Halving undoes the last doubling; a rate that never doubled (still
-	// at Start, or held below twice it by the ceiling) overshot by less,
-	// and comes down as a 429 would bring it, by Backoff. The invitations
-	// start within a tenth of their ceiling, and a write window filling
-	// in slow start shows on their answers too: halving them would hold
-	// the pipeline's first step at half its rate for seconds.
-	s.Rate = c.clamp(max(s.Rate/2, min(s.Rate, c.Start)*Backoff))
+	s.Rate = c.clamp(s.Rate / 2)
 	s.Dec = now
 	s.TAT = now
 	s.Since, s.Pct, s.Limited, s.Used = now, 0, false, 0

@@ -95,12 +95,6 @@ func TestSignalInSlowStartHalvesAndGivesUpTheQueue(t *testing.T) {
 	if c.signalled(s, 0.99, now+1) {
 		t.Error("a second signal halved again: only slow start ends that way")
 	}
-
-	// A rate that never doubled comes down by Backoff, not by half.
-	s = fresh(c)
-	if !c.signalled(s, 0.95, s.Since+1) || !near(s.Rate, c.Start*Backoff) {
-		t.Errorf("a signal at Start: rate %v, want %v", s.Rate, c.Start*Backoff)
-	}
 }
 
 func TestThrottled(t *testing.T) {
