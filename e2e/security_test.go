@@ -365,10 +365,13 @@ func TestLeastPrivilegeWorkersOnboardOverTLSWithNKeys(t *testing.T) {
 	// Each instance allows six Dataverse calls per three seconds, one at a
 	// time: a role attempt makes up to five, so the three onboardings'
 	// attempts meet 429s, and the role step writes and reads the
-	// instance's pause.
+	// instance's pause. A resource-unit budget the onboardings fill past
+	// 80 % makes every step pace its Graph calls in the shared bucket
+	// (resource units are paced only while they fill), role's reads too.
 	sim, cfg := securityEmulator(t, graphsim.Options{
 		SyncDelay:      100 * time.Millisecond,
 		DataverseLimit: graphsim.Limit{N: 6, Per: 3 * time.Second}, DataverseConcurrency: 1,
+		ResourceUnitLimit: graphsim.Limit{N: 30, Per: 10 * time.Second},
 	})
 	var wg sync.WaitGroup
 	for _, step := range app.StepNames {
