@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/guestflow/guestflow/internal/index"
@@ -20,8 +19,22 @@ func TestTheRuntimeIndexesItsInputAndWhatItPublishes(t *testing.T) {
 	h := newHarness(t)
 	h.run(worker.HandlerFunc(emitInvited), fast)
 	h.publishJoined("ix-1")
-	invited := h.next(worker.Stream, events.SubjectInvited)
-	meta, err := invited.Metadata()
+	invited, r := invitedAndIndexed(t, h)
+	for _, query := range []string{"ix-1", "A@B.example"} {
+		seqs, found, err := r.Lookup(t.Context(), query)
+		slices.Sort(seqs)
+		if err != nil || !found || !slices.Equal(seqs, []uint64{1, invited}) {
+			t.Errorf("%s: %v %v %v, want the joined event (1) and the invited one (%d)", query, seqs, found, err, invited)
+		}
+	}
+}
+
+// invitedAndIndexed waits for the invited event the step publishes and
+// for the runtime to settle, and returns the event's stream sequence and
+// a reader of the index.
+func invitedAndIndexed(t *testing.T, h *harness) (uint64, *index.Reader) {
+	t.Helper()
+	meta, err := h.next(worker.Stream, events.SubjectInvited).Metadata()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,13 +43,7 @@ func TestTheRuntimeIndexesItsInputAndWhatItPublishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, query := range []string{"ix-1", "A@B.example"} {
-		seqs, found, err := r.Lookup(t.Context(), query)
-		slices.Sort(seqs)
-		if err != nil || !found || !slices.Equal(seqs, []uint64{1, meta.Sequence.Stream}) {
-			t.Errorf("%s: %v %v %v, want the joined event (1) and the invited one (%d)", query, seqs, found, err, meta.Sequence.Stream)
-		}
-	}
+	return meta.Sequence.Stream, r
 }
 
 // TestAnIndexFailureDoesNotHoldTheOnboarding puts a stream where the
@@ -73,29 +80,12 @@ func TestAnIndexFailureDoesNotHoldTheOnboarding(t *testing.T) {
 func TestAStepsEventIsFiledByItsPublisherOnly(t *testing.T) {
 	h := newHarness(t)
 	h.run(worker.HandlerFunc(emitInvited), fast)
-	ev, err := events.NewJoined("ix-3", "test", events.Joined{Email: "c@d.example", GivenName: "C", Surname: "D", UsageLocation: "PT", Instance: "sales"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	header, body, err := events.Encode(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hdr := nats.Header(header)
-	hdr.Set(worker.HeaderAttempts, "1")
-	h.publishRaw(hdr, body)
-	invited := h.next(worker.Stream, events.SubjectInvited)
-	meta, err := invited.Metadata()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.settled()
-	r, err := index.OpenReader(t.Context(), h.js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	header, body := h.joined("ix-3")
+	header.Set(worker.HeaderAttempts, "1")
+	h.publishRaw(header, body)
+	invited, r := invitedAndIndexed(t, h)
 	seqs, found, err := r.Lookup(t.Context(), "ix-3")
-	if err != nil || !found || !slices.Equal(seqs, []uint64{meta.Sequence.Stream}) {
-		t.Errorf("ix-3: %v %v %v, want only the invited event (%d): the input's publisher filed it, not its receiver", seqs, found, err, meta.Sequence.Stream)
+	if err != nil || !found || !slices.Equal(seqs, []uint64{invited}) {
+		t.Errorf("ix-3: %v %v %v, want only the invited event (%d): the input's publisher filed it, not its receiver", seqs, found, err, invited)
 	}
 }

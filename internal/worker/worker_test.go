@@ -77,6 +77,12 @@ func (h *harness) start(handler worker.Handler, o worker.Options) (stop func() e
 
 func (h *harness) publishJoined(id string) {
 	h.t.Helper()
+	h.publishRaw(h.joined(id))
+}
+
+// joined encodes the joined event publishJoined publishes.
+func (h *harness) joined(id string) (nats.Header, []byte) {
+	h.t.Helper()
 	ev, err := events.NewJoined(id, "test", events.Joined{Email: "a@b.example", GivenName: "A", Surname: "B", UsageLocation: "PT", Instance: "sales"}, time.Now())
 	if err != nil {
 		h.t.Fatal(err)
@@ -85,7 +91,7 @@ func (h *harness) publishJoined(id string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.publishRaw(nats.Header(header), body)
+	return nats.Header(header), body
 }
 
 func (h *harness) publishRaw(header nats.Header, body []byte) {
