@@ -184,16 +184,9 @@ func (m *mailSlots) leave(key string, rev uint64) {
 
 // load reads a slot's lease, from the watch's copy when there is one.
 func (m *mailSlots) load(ctx context.Context, key string) (slotLease, uint64, error) {
-	var b []byte
-	var rev uint64
-	if c, ok := m.g.cache.lookup(key); ok {
-		b, rev = c.b, c.rev
-	} else {
-		var err error
-		if b, rev, err = m.g.st.get(ctx, key); err != nil {
-			return slotLease{}, rev, err
-		}
-		m.g.cache.remember(key, b, rev)
+	b, rev, err := m.g.read(ctx, key)
+	if err != nil {
+		return slotLease{}, rev, err
 	}
 	var l slotLease
 	if b != nil && json.Unmarshal(b, &l) != nil {
@@ -208,12 +201,5 @@ func (m *mailSlots) save(ctx context.Context, key string, l slotLease, rev uint6
 	if err != nil {
 		return 0, err
 	}
-	next, err := m.g.st.put(ctx, key, b, rev)
-	switch {
-	case err == nil:
-		m.g.cache.remember(key, b, next)
-	case errors.Is(err, errConflict):
-		m.g.cache.outdated(key, rev)
-	}
-	return next, err
+	return m.g.write(ctx, key, b, rev)
 }

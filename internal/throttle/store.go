@@ -218,29 +218,24 @@ func (c *paceCache) stop() {
 
 // load reads scope s's pacing state; the zero state when it has none.
 func (g *Gate) load(ctx context.Context, s Scope) (paceState, uint64, error) {
-	key := scopeInfos[s].key
-	var b []byte
-	var rev uint64
-	if c, ok := g.cache.lookup(key); ok {
-		b, rev = c.b, c.rev
-	} else {
-		var err error
-		if b, rev, err = g.st.get(ctx, key); err != nil {
-			return paceState{}, rev, err
-		}
-		g.cache.remember(key, b, rev)
+	b, rev, err := g.read(ctx, scopeInfos[s].key)
+	if err != nil {
+		return paceState{}, rev, err
 	}
-	g.sawState(s, b)
-	if b == nil {
-		return paceState{}, rev, nil
-	}
-	var st paceState
-	if err := json.Unmarshal(b, &st); err != nil {
-		// A damaged state is started afresh rather than stopping every
-		// call: its revision still guards the overwrite.
-		return paceState{}, rev, nil
-	}
+	st := decodeState(b)
+	g.sawState(s, b != nil, st)
 	return st, rev, nil
+}
+
+// decodeState decodes a pacing key's value: the zero state when the key
+// is absent (b nil) or damaged. A damaged state is started afresh rather
+// than stopping every call: its revision still guards the overwrite.
+func decodeState(b []byte) paceState {
+	var st paceState
+	if b != nil && json.Unmarshal(b, &st) != nil {
+		return paceState{}
+	}
+	return st
 }
 
 // save stores scope s's pacing state if its key is still at rev.
@@ -249,14 +244,37 @@ func (g *Gate) save(ctx context.Context, s Scope, st paceState, rev uint64) erro
 	if err != nil {
 		return err
 	}
-	key := scopeInfos[s].key
+	if _, err := g.write(ctx, scopeInfos[s].key, b, rev); err != nil {
+		return err
+	}
+	g.sawState(s, true, st)
+	return nil
+}
+
+// read returns a key of the bucket (a pacing key or a mail slot), from
+// the watch's copy when it has one, else from the bucket, and keeps it.
+func (g *Gate) read(ctx context.Context, key string) ([]byte, uint64, error) {
+	if c, ok := g.cache.lookup(key); ok {
+		return c.b, c.rev, nil
+	}
+	b, rev, err := g.st.get(ctx, key)
+	if err != nil {
+		return nil, rev, err
+	}
+	g.cache.remember(key, b, rev)
+	return b, rev, nil
+}
+
+// write sets key to b if it is still at rev, and returns its new
+// revision: the copy keeps what was written, or learns that rev is
+// overtaken.
+func (g *Gate) write(ctx context.Context, key string, b []byte, rev uint64) (uint64, error) {
 	next, err := g.st.put(ctx, key, b, rev)
 	switch {
 	case err == nil:
 		g.cache.remember(key, b, next)
-		g.sawState(s, b)
 	case errors.Is(err, errConflict):
 		g.cache.outdated(key, rev)
 	}
-	return err
+	return next, err
 }

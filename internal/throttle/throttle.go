@@ -38,7 +38,6 @@ package throttle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -283,20 +282,17 @@ func (g *Gate) pacing(s Scope) bool {
 // deleted).
 func (g *Gate) paceChanged(key string, v []byte, rev uint64) {
 	g.cache.remember(key, v, rev)
-	if s, ok := scopeOfKey(key); ok {
-		g.sawState(s, v)
+	if s, ok := scopeOfKey(key); ok && g.ctl[s].Lazy {
+		g.sawState(s, v != nil, decodeState(v))
 	}
 }
 
-// sawState notes what the shared state of lazy scope s says of its
-// pacing: b is the key's value, nil when it is absent (or deleted).
-func (g *Gate) sawState(s Scope, b []byte) {
-	if !g.ctl[s].Lazy {
-		return
+// sawState notes what the shared state st of lazy scope s says of its
+// pacing; present is false when its key is absent (or deleted).
+func (g *Gate) sawState(s Scope, present bool, st paceState) {
+	if g.ctl[s].Lazy {
+		g.active[s].Store(present && !st.Idle)
 	}
-	var st paceState
-	// A damaged state is paced: it is started afresh (load).
-	g.active[s].Store(b != nil && (json.Unmarshal(b, &st) != nil || !st.Idle))
 }
 
 // activate paces lazy scope s for every worker, from slow start, unless
@@ -362,25 +358,21 @@ func (g *Gate) drain(ctx context.Context, w jetstream.KeyWatcher) {
 			if e == nil { // end of the initial values
 				continue
 			}
+			v := e.Value()
+			if e.Operation() != jetstream.KeyValuePut {
+				v = nil // deleted
+			}
 			if slotOfKey(e.Key()) {
-				v := e.Value()
-				if e.Operation() != jetstream.KeyValuePut {
-					v = nil
-				}
 				g.cache.remember(e.Key(), v, e.Revision())
 				g.mail.notify()
 				continue
 			}
 			if strings.HasPrefix(e.Key(), keyPace) {
-				v := e.Value()
-				if e.Operation() != jetstream.KeyValuePut {
-					v = nil
-				}
 				g.paceChanged(e.Key(), v, e.Revision())
 				continue
 			}
-			if v, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
-				g.raisePause(e.Key(), v)
+			if until, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
+				g.raisePause(e.Key(), until)
 			}
 		}
 	}
@@ -1056,10 +1048,13 @@ func (g *Gate) throttled(ctx context.Context, s Scope, d time.Duration) error {
 // signalled applies a limit percentage of scope s at once where it cannot
 // wait for the interval to close: in slow start (Controller.signalled).
 func (g *Gate) signalled(ctx context.Context, s Scope, pct float64) error {
-	if s > ScopeUnknown && s < numScopes && g.paced(s) && !g.pacing(s) {
+	if s <= ScopeUnknown || s >= numScopes || !g.paced(s) {
+		return nil
+	}
+	if !g.pacing(s) {
 		return g.activate(ctx, s)
 	}
-	if s <= ScopeUnknown || s >= numScopes || pct < NearAt || g.steady[s].Load() || !g.paced(s) {
+	if pct < NearAt || g.steady[s].Load() {
 		return nil
 	}
 	changed := false
