@@ -1018,14 +1018,13 @@ func subjectClass(subject, reply string) string {
 		return subject + " delivered"
 	}
 	first := func(ts []string, n int) string { return strings.Join(ts[:min(n, len(ts))], ".") }
-	kv := kvClass
 	switch {
 	case strings.HasPrefix(subject, "_INBOX"):
 		return "_INBOX"
 	case t[0] == "$KV" && len(t) > 2:
-		return kv(t[1], "put", t[2:])
+		return kvClass(t[1], "put", t[2:])
 	case len(t) > 6 && t[1] == "API" && t[2] == "DIRECT" && t[5] == "$KV":
-		return kv(t[6], "get", t[7:])
+		return kvClass(t[6], "get", t[7:])
 	case len(t) > 3 && t[0] == "$JS" && t[1] == "API":
 		return first(t, 4)
 	case len(t) > 3 && t[0] == "$JS" && t[1] == "ACK":
