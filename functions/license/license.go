@@ -41,12 +41,13 @@ type Verifier interface {
 type Handler struct {
 	dir    Directory
 	verify Verifier
+	skus   *skuList
 	now    func() time.Time
 }
 
 // New returns the step.
 func New(dir Directory, verify Verifier) *Handler {
-	return &Handler{dir: dir, verify: verify, now: time.Now}
+	return &Handler{dir: dir, verify: verify, skus: &skuList{dir: dir, ttl: SkuTTL, now: time.Now}, now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.invited.v1 and emits
@@ -75,11 +76,14 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 			return nil, err
 		}
 	}
-	sku, err := h.resolve(ctx, d.License)
+	held := func(s directory.Sku) bool {
+		return slices.ContainsFunc(have.SkuIDs, func(id string) bool { return strings.EqualFold(id, s.ID) })
+	}
+	sku, err := h.resolve(ctx, d.License, func(s directory.Sku) bool { return held(s) || s.Free() > 0 })
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(have.SkuIDs, func(id string) bool { return strings.EqualFold(id, sku.ID) }) {
+	if !held(sku) {
 		if sku.Free() <= 0 {
 			return nil, noSeats(sku)
 		}
@@ -92,22 +96,36 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	return &next, err
 }
 
-// resolve finds the SKU by part number, as admins name licenses.
-func (h *Handler) resolve(ctx context.Context, part string) (directory.Sku, error) {
-	skus, err := h.dir.SubscribedSkus(ctx)
+// resolve finds the SKU by part number, as admins name licenses. A cached
+// list is taken at its word only when it names the SKU and usable says
+// the step can go on with it; otherwise the list is read again, so that a
+// failure is always Graph's current answer.
+func (h *Handler) resolve(ctx context.Context, part string, usable func(directory.Sku) bool) (directory.Sku, error) {
+	skus, cached, err := h.skus.get(ctx, false)
 	if err != nil {
 		return directory.Sku{}, err
 	}
+	i := indexOf(skus, part)
+	if cached && (i < 0 || !usable(skus[i])) {
+		if skus, _, err = h.skus.get(ctx, true); err != nil {
+			return directory.Sku{}, err
+		}
+		i = indexOf(skus, part)
+	}
+	if i >= 0 {
+		return skus[i], nil
+	}
 	var known []string
 	for _, s := range skus {
-		if strings.EqualFold(s.PartNumber, part) {
-			return s, nil
-		}
 		known = append(known, s.PartNumber)
 	}
 	return directory.Sku{}, failure.Permanent(failure.UnknownSKU, fmt.Errorf(
 		"license %q is not subscribed in this tenant (subscribed: %s); fix the event's or the instance's license, then replay",
 		part, strings.Join(known, ", ")))
+}
+
+func indexOf(skus []directory.Sku, part string) int {
+	return slices.IndexFunc(skus, func(s directory.Sku) bool { return strings.EqualFold(s.PartNumber, part) })
 }
 
 // sameProfile reports whether the user already has the profile the event

@@ -8,6 +8,7 @@ import (
 
 	"github.com/guestflow/guestflow/internal/config"
 	"github.com/guestflow/guestflow/internal/directory"
+	"github.com/guestflow/guestflow/internal/failure"
 	"github.com/guestflow/guestflow/internal/identity"
 	"github.com/guestflow/guestflow/pkg/events"
 )
@@ -22,6 +23,8 @@ type tenant struct {
 	patches      int
 	assigns      int
 	failAssignOn int // the assignment call that fails, 1-based; 0: none
+	skuReads     int
+	seats        int // enabled seats; 0 means 10
 }
 
 func (t *tenant) Licensing(context.Context, string) (directory.Licensing, error) {
@@ -35,7 +38,12 @@ func (t *tenant) UpdateProfile(_ context.Context, _ string, p directory.Profile)
 }
 
 func (t *tenant) SubscribedSkus(context.Context) ([]directory.Sku, error) {
-	return []directory.Sku{{ID: skuID, PartNumber: "DYN365_ENTERPRISE_SALES", Enabled: 10, Consumed: len(t.skus)}}, nil
+	t.skuReads++
+	seats := t.seats
+	if seats == 0 {
+		seats = 10
+	}
+	return []directory.Sku{{ID: skuID, PartNumber: "DYN365_ENTERPRISE_SALES", Enabled: seats, Consumed: len(t.skus)}}, nil
 }
 
 func (t *tenant) AssignLicense(_ context.Context, _, id string) error {
@@ -127,5 +135,40 @@ func TestAMembersProfileIsNeverWritten(t *testing.T) {
 	}
 	if dir.patches != 0 || dir.assigns != 1 {
 		t.Errorf("%d profile writes and %d assignments for a member, want 0 and 1", dir.patches, dir.assigns)
+	}
+}
+
+// TestTheSkuListIsReadOncePerTTL: onboardings share the tenant's SKU list,
+// but a cached list that shows no free seat, or does not name the
+// license, is read again before the step fails.
+func TestTheSkuListIsReadOncePerTTL(t *testing.T) {
+	// The guest holds the tenant's only seat already.
+	dir := &tenant{seats: 1, skus: []string{skuID}}
+	h := New(dir, admitAll{typ: "Guest"})
+	for range 2 {
+		if err := handle(t, h, invited(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dir.skuReads != 1 {
+		t.Fatalf("%d SKU reads for two deliveries, want 1", dir.skuReads)
+	}
+	// Another guest, without the license: the cached list says the only
+	// seat is taken, and a seat bought since is found by reading again.
+	dir.skus, dir.seats = nil, 2
+	if err := handle(t, h, invited(t)); err != nil {
+		t.Fatalf("a seat bought after the list was cached: %v", err)
+	}
+	if dir.skuReads != 2 || dir.assigns != 1 {
+		t.Errorf("%d SKU reads and %d assignments, want 2 and 1: a cached list without a free seat is read again", dir.skuReads, dir.assigns)
+	}
+	// A license the list does not name is looked for afresh too.
+	unknown := invited(t)
+	unknown.License = "DYN365_NOT_SUBSCRIBED"
+	if err := handle(t, h, unknown); failure.Classify(err).Reason != failure.UnknownSKU {
+		t.Fatalf("got %v, want unknown_sku", err)
+	}
+	if dir.skuReads != 3 {
+		t.Errorf("%d SKU reads, want 3", dir.skuReads)
 	}
 }

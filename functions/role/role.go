@@ -52,6 +52,7 @@ type Handler struct {
 	verify        Verifier
 	powerPlatform string
 	syncDeadline  time.Duration
+	names         *lookups
 	now           func() time.Time
 }
 
@@ -62,7 +63,8 @@ func New(dv Dataverse, verify Verifier, powerPlatformURL string, syncDeadline ti
 	if syncDeadline <= 0 {
 		syncDeadline = DefaultSyncDeadline
 	}
-	return &Handler{dv: dv, verify: verify, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline, now: time.Now}
+	return &Handler{dv: dv, verify: verify, powerPlatform: powerPlatformURL, syncDeadline: syncDeadline,
+		names: newLookups(dv, LookupTTL), now: time.Now}
 }
 
 // Handle consumes io.guestflow.user.licensed.v1 and emits
@@ -78,7 +80,7 @@ func (h *Handler) Handle(ctx context.Context, in event.Event) (*event.Event, err
 	}
 	// The business unit first: a configuration that cannot work must not
 	// wait out the sync before saying so.
-	bu, err := h.dv.BusinessUnit(ctx, inst.URL, inst.BusinessUnit)
+	bu, err := h.names.businessUnit(ctx, inst.URL, inst.BusinessUnit)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +156,7 @@ func (h *Handler) assign(ctx context.Context, instance string, inst config.Insta
 			out = append(out, events.Role{ID: r.ID, Name: r.Name})
 			continue
 		}
-		r, err := h.dv.FindRole(ctx, url, name, bu)
+		r, err := h.names.role(ctx, url, name, bu)
 		if err != nil {
 			return nil, err
 		}
@@ -168,6 +170,7 @@ func (h *Handler) assign(ctx context.Context, instance string, inst config.Insta
 				name, instance, instance))
 		}
 		if err := h.dv.AssociateRole(ctx, url, userID, r.ID); err != nil && !dataverse.IsDuplicate(err) {
+			h.names.forget(url, name, bu)
 			return nil, err
 		}
 		out = append(out, events.Role{ID: r.ID, Name: r.Name})
