@@ -3,7 +3,6 @@ package httpclient
 import (
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -112,16 +111,6 @@ func template(p string) string {
 	return strings.Join(segs, "/")
 }
 
-var (
-	// word is a literal of an API path: collections, navigation
-	// properties, actions and OData's $ref. Ids are not words: object and
-	// environment ids are GUIDs (digits and dashes), user principal names
-	// hold an @ (and often #EXT#), tenants are GUIDs or domains.
-	word = regexp.MustCompile(`^\$?[A-Za-z][A-Za-z_]{0,63}$`)
-	// version is an API version segment: v1.0, v9.2, v2.0.
-	version = regexp.MustCompile(`^v[0-9]+(\.[0-9]+)?$`)
-)
-
 // fixed are the literals that are not words.
 var fixed = map[string]bool{
 	"oauth2": true, ".well-known": true, "openid-configuration": true,
@@ -129,5 +118,45 @@ var fixed = map[string]bool{
 }
 
 func literal(s string) bool {
-	return word.MatchString(s) || version.MatchString(s) || fixed[strings.ToLower(s)]
+	return word(s) || version(s) || fixed[strings.ToLower(s)]
+}
+
+// word tells a literal of an API path: collections, navigation
+// properties, actions and OData's $ref, a letter and up to 63 letters or
+// underscores. Ids are not words: object and environment ids are GUIDs
+// (digits and dashes), user principal names hold an @ (and often #EXT#),
+// tenants are GUIDs or domains. (Byte loops rather than regular
+// expressions: every Graph and Dataverse call is labelled.)
+func word(s string) bool {
+	s = strings.TrimPrefix(s, "$")
+	if len(s) == 0 || len(s) > 64 || !letter(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !letter(s[i]) && s[i] != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// version tells an API version segment: v1.0, v9.2, v2.0.
+func version(s string) bool {
+	rest, ok := strings.CutPrefix(s, "v")
+	if !ok {
+		return false
+	}
+	major, minor, dotted := strings.Cut(rest, ".")
+	return digits(major) && (!dotted || digits(minor))
+}
+
+func letter(b byte) bool { return 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' }
+
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -2,7 +2,6 @@ package throttle
 
 import (
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/guestflow/guestflow/internal/metrics"
@@ -93,30 +92,41 @@ var charges = [numKinds][]Scope{
 	SendMail:   {ScopeMail},
 }
 
-var (
-	userPath   = regexp.MustCompile(`/v1\.0/users/[^/]+$`)
-	assignPath = regexp.MustCompile(`/v1\.0/users/[^/]+/assignLicense$`)
-	memberPath = regexp.MustCompile(`/v1\.0/groups/[^/]+/members/\$ref$`)
-	mailPath   = regexp.MustCompile(`/v1\.0/users/[^/]+/sendMail$`)
-)
-
 // KindOf says what a Graph request costs: the identity writes guestflow
 // makes (invitations, user updates, license assignments, group member
 // adds), sendMail (Outlook's budget), any other call below /v1.0/ (an
 // identity read: guestflow calls nothing else there), or nothing.
 func KindOf(method, path string) Kind {
-	switch {
-	case method == http.MethodPost && strings.HasSuffix(path, "/v1.0/invitations"):
-		return Invitation
-	case method == http.MethodPatch && userPath.MatchString(path),
-		method == http.MethodPost && (assignPath.MatchString(path) || memberPath.MatchString(path)):
-		return Write
-	case method == http.MethodPost && mailPath.MatchString(path):
-		return SendMail
-	case strings.Contains(path, "/v1.0/"):
-		return Read
+	i := strings.Index(path, "/v1.0/")
+	if i < 0 {
+		return Free
 	}
-	return Free
+	segs := strings.Split(path[i+len("/v1.0/"):], "/")
+	// route says whether the path is parts, "" standing for an id (any
+	// segment but an empty one): "users", "", "assignLicense" is
+	// /users/{id}/assignLicense. (Not regular expressions: every Graph
+	// call is asked.)
+	route := func(parts ...string) bool {
+		if len(segs) != len(parts) {
+			return false
+		}
+		for j, p := range parts {
+			if p == "" && segs[j] == "" || p != "" && segs[j] != p {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case method == http.MethodPost && route("invitations"):
+		return Invitation
+	case method == http.MethodPatch && route("users", ""),
+		method == http.MethodPost && (route("users", "", "assignLicense") || route("groups", "", "members", "$ref")):
+		return Write
+	case method == http.MethodPost && route("users", "", "sendMail"):
+		return SendMail
+	}
+	return Read
 }
 
 // scopeOfKey is the scope whose pacing state is kept under key.

@@ -125,6 +125,10 @@ func TestKindOf(t *testing.T) {
 		{"GET", "/v1.0/users/6f1c", throttle.Read},
 		{"GET", "/v1.0/users/6f1c/licenseDetails", throttle.Read},
 		{"GET", "/v1.0/subscribedSkus", throttle.Read},
+		{"PATCH", "/v1.0/users/", throttle.Read},
+		{"POST", "/v1.0/users//assignLicense", throttle.Read},
+		{"POST", "/v1.0/users/6f1c/assignLicense/", throttle.Read},
+		{"POST", "/graph/v1.0/users/6f1c/sendMail", throttle.SendMail},
 		{"GET", "/instances/sales/api/data/v9.2/roles", throttle.Free},
 		{"POST", "/oauth2/v2.0/token", throttle.Free},
 	}
