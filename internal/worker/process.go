@@ -301,6 +301,14 @@ func (w *runner) publish(ctx context.Context, ev event.Event, attempts uint64) e
 // waiting for Graph's budget is not a failed attempt, so it neither uses
 // up MaxFailures nor stretches the backoff; throttling has its own bound,
 // ThrottleDeadline.
+//
+// A step's wait for something outside guestflow to happen (the Dataverse
+// sync, directory replication: a retry bounded by a deadline) is not a
+// failed attempt either. Its backoff grows with the input's deliveries
+// instead, so that a sync of minutes is looked at less and less often; and
+// its lease is released as a throttled one is, so that the next delivery
+// takes it with one create rather than a failed create, a read and an
+// update.
 func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 	lctx := context.WithoutCancel(ctx)
 	v := failure.Classify(err)
@@ -308,8 +316,9 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 	if throttled && v.Deadline == 0 {
 		v.Deadline = w.o.ThrottleDeadline
 	}
+	waiting := v.Retryable && !throttled && v.Deadline > 0
 	failures := ls.failures
-	if !throttled {
+	if !throttled && !waiting {
 		failures++
 	}
 	if v.Retryable {
@@ -320,7 +329,11 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 		if !exhausted {
 			delay := v.After
 			if delay <= 0 {
-				delay = w.o.Backoff(max(failures, 1))
+				n := failures
+				if waiting {
+					n = int(min(d.meta.NumDelivered, 64))
+				}
+				delay = w.o.Backoff(max(n, 1))
 			}
 			result, msg := metrics.ResultRetry, "step retried"
 			if throttled {
@@ -329,7 +342,7 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 			w.outcome(d, slog.LevelInfo, result, msg, append([]any{"reason", v.Reason, "delay", delay, "err", clipErr(err)}, remoteAttrs(err)...)...)
 			// The lease first: a redelivery that came before it would
 			// find the lease live and wait a whole AckWait.
-			if throttled {
+			if throttled || waiting {
 				w.leases.free(lctx, ls)
 			} else {
 				w.leases.failed(lctx, ls, failures)
@@ -340,8 +353,13 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 		if v.Reason == failure.Transient {
 			v.Reason = failure.AttemptsExhausted
 		}
-		err = fmt.Errorf("gave up after %d failed attempts in %s: %w",
-			failures, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
+		if waiting {
+			err = fmt.Errorf("gave up after waiting %s (%d deliveries): %w",
+				w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), d.meta.NumDelivered, err)
+		} else {
+			err = fmt.Errorf("gave up after %d failed attempts in %s: %w",
+				failures, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
+		}
 	}
 	w.giveUp(ctx, d, ls, failures, v, err)
 }

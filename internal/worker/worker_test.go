@@ -310,6 +310,30 @@ func TestDeadlineReplacesAttemptLimit(t *testing.T) {
 	}
 }
 
+// TestWaitsDoNotUseUpAttempts: a wait bounded by its deadline (the
+// Dataverse sync) is not a failed attempt: the failures after it still get
+// every attempt MaxFailures allows.
+func TestWaitsDoNotUseUpAttempts(t *testing.T) {
+	h := newHarness(t)
+	var calls atomic.Int32
+	o := fast
+	o.MaxFailures = 2
+	h.run(worker.HandlerFunc(func(ctx context.Context, in event.Event) (*event.Event, error) {
+		switch n := calls.Add(1); {
+		case n <= 3:
+			return nil, failure.Retry(failure.UserNotSynced, errors.New("not synced"), time.Minute)
+		case n == 4:
+			return nil, errors.New("connection reset by peer")
+		}
+		return emitInvited(ctx, in)
+	}), o)
+	h.publishJoined("in-wait")
+	h.next(worker.Stream, events.SubjectInvited)
+	if n := h.count(worker.DLQStream, worker.DLQPrefix+"invite"); n != 0 || calls.Load() != 5 {
+		t.Errorf("%d dead letters after %d calls: three waits and one failure must leave an attempt", n, calls.Load())
+	}
+}
+
 func TestThrottlingDoesNotUseUpAttempts(t *testing.T) {
 	h := newHarness(t)
 	var calls atomic.Int32
