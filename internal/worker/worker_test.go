@@ -96,7 +96,11 @@ func (h *harness) joined(id string) (nats.Header, []byte) {
 
 func (h *harness) publishRaw(header nats.Header, body []byte) {
 	h.t.Helper()
-	if _, err := h.js.PublishMsg(context.Background(), &nats.Msg{Subject: events.SubjectJoined, Header: header, Data: body}); err != nil {
+	// On a cluster, a stream just created may have no responder on the
+	// server the test is connected to for a moment ("no response from
+	// stream"); retry for up to 10 s, as a publisher would.
+	msg := &nats.Msg{Subject: events.SubjectJoined, Header: header, Data: body}
+	if _, err := h.js.PublishMsg(context.Background(), msg, jetstream.WithRetryAttempts(40)); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -134,7 +138,9 @@ func (h *harness) count(stream, subject string) uint64 {
 // settled waits until the consumer has nothing pending or unacked.
 func (h *harness) settled() *jetstream.ConsumerInfo {
 	h.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: a cluster's consumer on a loaded machine (tests of other
+	// packages run beside these) takes seconds to answer.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := h.js.Consumer(context.Background(), worker.Stream, "invite")
 		if err == nil {

@@ -1,6 +1,7 @@
 package brokertest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -8,11 +9,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Cluster starts n servers clustered on loopback, each with JetStream and
 // its store in the test's temporary folder, and returns them once the
-// cluster has a JetStream meta leader that every server follows. They stop
+// cluster has a JetStream meta leader that every server follows and each
+// server's clients can create a stream. They stop
 // when the test ends. Their client URLs, joined with commas, are a server
 // list nats.Connect takes.
 func Cluster(t testing.TB, n int) []*server.Server {
@@ -53,7 +57,45 @@ func Cluster(t testing.TB, n int) []*server.Server {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	for _, ns := range servers {
+		apiAnswers(t, ns, time.Until(deadline))
+	}
 	return servers
+}
+
+// apiAnswers waits until a client of ns gets its JetStream API requests
+// answered, a stream's creation included. A cluster whose meta group has
+// just formed was seen to leave a stream creation unanswered for a minute
+// although every server said it was current and account information was
+// answered; a creation asked again is answered.
+func apiAnswers(t testing.TB, ns *server.Server, within time.Duration) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := jetstream.StreamConfig{Name: "BROKERTEST_PROBE_" + ns.Name(), Subjects: []string{"brokertest.probe." + ns.Name()}, Storage: jetstream.MemoryStorage}
+	deadline := time.Now().Add(max(within, 5*time.Second))
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.CreateOrUpdateStream(ctx, probe)
+		if err == nil {
+			err = js.DeleteStream(ctx, probe.Name)
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %s: the JetStream API does not answer: %v", ns.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // ClientURLs are the servers' client URLs, joined with commas.
