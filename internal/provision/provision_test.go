@@ -146,15 +146,7 @@ func TestDeniedLeavesOtherErrorsAlone(t *testing.T) {
 // for another difference.
 func TestReplicasAreRaisedInPlaceNeverLowered(t *testing.T) {
 	servers := brokertest.Cluster(t, 3)
-	nc, err := nats.Connect(brokertest.ClientURLs(servers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStream(t, brokertest.ClientURLs(servers))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, a, err := provision.Stream(ctx, js, streamCfg); err != nil || a != provision.Created {

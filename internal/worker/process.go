@@ -331,6 +331,8 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 			if delay <= 0 {
 				n := failures
 				if waiting {
+					// Capped only to bound Backoff's loop: the delay
+					// reaches its maximum within a dozen doublings.
 					n = int(min(d.meta.NumDelivered, 64))
 				}
 				delay = w.o.Backoff(max(n, 1))
@@ -353,12 +355,11 @@ func (w *runner) fail(ctx context.Context, d delivery, ls *lease, err error) {
 		if v.Reason == failure.Transient {
 			v.Reason = failure.AttemptsExhausted
 		}
+		elapsed := w.o.Now().Sub(d.meta.Timestamp).Round(time.Second)
 		if waiting {
-			err = fmt.Errorf("gave up after waiting %s (%d deliveries): %w",
-				w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), d.meta.NumDelivered, err)
+			err = fmt.Errorf("gave up after waiting %s (%d deliveries): %w", elapsed, d.meta.NumDelivered, err)
 		} else {
-			err = fmt.Errorf("gave up after %d failed attempts in %s: %w",
-				failures, w.o.Now().Sub(d.meta.Timestamp).Round(time.Second), err)
+			err = fmt.Errorf("gave up after %d failed attempts in %s: %w", failures, elapsed, err)
 		}
 	}
 	w.giveUp(ctx, d, ls, failures, v, err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -70,15 +69,7 @@ func Cluster(t testing.TB, n int) []*server.Server {
 // answered; a creation asked again is answered.
 func apiAnswers(t testing.TB, ns *server.Server, within time.Duration) {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := JetStream(t, ns.ClientURL())
 	probe := jetstream.StreamConfig{Name: "BROKERTEST_PROBE_" + ns.Name(), Subjects: []string{"brokertest.probe." + ns.Name()}, Storage: jetstream.MemoryStorage}
 	deadline := time.Now().Add(max(within, 5*time.Second))
 	for {
